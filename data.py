@@ -1,0 +1,1 @@
+"""data.py (work in progress)."""

@@ -1,0 +1,1 @@
+"""discuss.py (work in progress)."""

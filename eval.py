@@ -1,0 +1,1 @@
+"""eval.py (work in progress)."""

@@ -1,0 +1,1 @@
+"""model.py (work in progress)."""

@@ -1,0 +1,1 @@
+"""saie.py (work in progress)."""
