@@ -1,1 +1,540 @@
-"""eval.py (work in progress)."""
+"""
+Evaluation: is the SAIE-trained model better alone, and better when it discusses?
+
+    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode single
+    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode self --rounds 2 --stance oppose
+    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode multi --partner out/sft/ckpt.pt
+    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
+    python eval.py --compare out/eval/*/results.json
+
+Four modes (the paper's evaluation, item 5 of shared/paper.md):
+- single: question -> reasoning -> answer. With --samples k: majority vote over k samples.
+- self:   the model discusses with a copy of itself in the partner's role for R rounds, one stance per
+          question (--stance). The copy remarks as it can: "trained" (our checkpoints learned the remark
+          format in warm-up), "prompted" (chat models are told their stance), or "reflect" (neither: the
+          model answers again after its own previous answer, with no remark in between).
+- multi:  the same, with another model (--partner) as the partner.
+- debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R rounds
+          every agent sees its own history plus the other agents' previous answers and answers again;
+          the final answer is the majority vote of the last round.
+Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds; round 0 = alone.
+An answer that does not parse is never correct. Every generate call is batched over questions.
+"""
+
+import argparse
+import html
+import json
+import math
+import os
+import random
+import re
+import tempfile
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import data
+from discuss import Speaker, Transcript, Turn, discuss, stance_alignment, stances_for
+
+TASKS = ("arith", "gsm8k", "csqa", "mmlu")
+MODES = ("single", "self", "multi", "debate")
+
+# -----------------------------------------------------------------------------
+# Statistics: confidence interval, majority vote, ROUGE
+
+
+def wilson(k, n, z=1.959964):
+    """95% Wilson score interval of a binomial proportion k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p, zz = k / n, z * z
+    center = (p + zz / (2 * n)) / (1 + zz / n)
+    half = z / (1 + zz / n) * math.sqrt(p * (1 - p) / n + zz / (4 * n * n))
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def majority(answers):
+    """The most common parsed answer (a tie goes to the one seen first); None when none parsed."""
+    counts = Counter(a for a in answers if a is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def tokens(text):
+    """ROUGE tokens: lowercase runs of letters and digits."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _f1(overlap, n_candidate, n_reference):
+    if overlap == 0:
+        return 0.0
+    p, r = overlap / n_candidate, overlap / n_reference
+    return 2 * p * r / (p + r)
+
+
+def rouge_n(candidate, reference, n):
+    """ROUGE-N F1: clipped n-gram overlap."""
+    def grams(t):
+        return Counter(zip(*(t[i:] for i in range(n))))
+    c, r = grams(tokens(candidate)), grams(tokens(reference))
+    return _f1(sum((c & r).values()), sum(c.values()), sum(r.values()))
+
+
+def lcs(a, b):
+    """Length of the longest common subsequence (one row of the dynamic programme at a time)."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(candidate, reference):
+    """ROUGE-L F1 (beta = 1): longest common subsequence over both lengths."""
+    c, r = tokens(candidate), tokens(reference)
+    return _f1(lcs(c, r), len(c), len(r))
+
+
+def rouge(candidate, reference):
+    return {"rouge1": rouge_n(candidate, reference, 1), "rouge2": rouge_n(candidate, reference, 2),
+            "rougeL": rouge_l(candidate, reference)}
+
+
+def rationale(text):
+    """The reasoning of an answer: the text before its final '####' line."""
+    return text.split("####")[0].strip()
+
+
+def _rate(k, n):
+    return k / n if n else None
+
+# -----------------------------------------------------------------------------
+# The modes
+
+
+def partner_mode_for(tok, remarks):
+    """How a copy of a model can remark: prompted (chat), trained (learned in warm-up), or reflect."""
+    return "prompted" if tok.chat else "trained" if remarks else "reflect"
+
+
+def others_message(texts):
+    """What a debating agent is shown of the other agents' previous answers (after Du et al.)."""
+    body = "\n\n".join(f"Agent {i + 1}: {t}" for i, t in enumerate(texts))
+    return f"Other agents answered:\n\n{body}\n\nUse their reasoning as advice and answer again."
+
+
+def debate(speaker, task, examples, agents, rounds, seed=0):
+    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one call."""
+    groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)] for ex in examples]
+    flat = [tr for group in groups for tr in group]
+    for r in range(rounds + 1):
+        if r > 0:
+            for group in groups:
+                previous = [tr.turns[-1].text for tr in group]
+                for i, tr in enumerate(group):
+                    tr.turns.append(Turn("agents", others_message(previous[:i] + previous[i + 1:])))
+        for tr, text in zip(flat, speaker.speak(flat, "learner", seed=seed + r)):
+            tr.turns.append(Turn("learner", text, task.extract(text)))
+    return groups
+
+
+def evaluate(model, tok, task, examples, mode="single", partner=None, partner_tok=None, rounds=1,
+             stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
+             max_new_tokens=256, batch_size=32, seed=0, log=None):
+    """Accuracy (with a 95% Wilson interval), accuracy after each round, and the discussion's dynamics.
+
+    mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
+    partner_mode: how the partner remarks (trained | prompted | reflect); None = prompted for a chat
+    tokenizer, else trained (the remark format learned in warm-up, as saie.py does).
+    batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
+    """
+    task = data.get_task(task) if isinstance(task, str) else task
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+    if samples > 1 and (mode != "single" or temperature <= 0):
+        raise ValueError("samples > 1 needs mode single and temperature > 0")
+    rounds = 0 if mode == "single" else rounds
+    if mode != "single" and rounds < 1:
+        raise ValueError(f"mode {mode} needs rounds >= 1")
+    learner = Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature)
+    remarker = None
+    if mode in ("self", "multi"):
+        if mode == "self":
+            partner, partner_tok = model, tok
+        elif partner is None:
+            raise ValueError("mode multi needs a partner model")
+        partner_tok = partner_tok or tok
+        partner_mode = partner_mode or ("prompted" if partner_tok.chat else "trained")
+        if partner_mode == "reflect" and mode == "multi":
+            raise ValueError("the partner can neither follow instructions nor was trained to remark")
+        if partner_mode != "reflect":
+            remarker = Speaker(partner, partner_tok, max_new_tokens=max_new_tokens, temperature=temperature)
+    else:
+        partner_mode = None
+    stances = (stances_for(len(examples), stance, random.Random(seed)) if remarker
+               else [None] * len(examples))
+
+    runs = samples if mode == "single" else agents if mode == "debate" else 1
+    step = max(1, batch_size // runs)
+    groups = []
+    for c, lo in enumerate(range(0, len(examples), step)):
+        chunk, chunk_seed = examples[lo:lo + step], seed + 1000 * c
+        if mode == "debate":
+            groups += debate(learner, task, chunk, agents, rounds, seed=chunk_seed)
+        else:
+            trs = discuss(learner, remarker, task, [ex for ex in chunk for _ in range(runs)],
+                          [s for s in stances[lo:lo + step] for _ in range(runs)], rounds,
+                          final_answer=True, seed=chunk_seed)
+            groups += [trs[i:i + runs] for i in range(0, len(trs), runs)]
+        if log:
+            log(f"{mode}: {lo + len(chunk)}/{len(examples)} questions")
+    config = dict(task=task.name, mode=mode, rounds=rounds, stance=stance if remarker else None,
+                  partner_mode=partner_mode, temperature=temperature, samples=samples,
+                  agents=agents if mode == "debate" else None, max_new_tokens=max_new_tokens, seed=seed)
+    return score(task, examples, groups, config)
+
+
+def score(task, examples, groups, config):
+    """Results dict from one group of transcripts per question (several: samples or debating agents)."""
+    rounds, preds = config["rounds"], []
+    for ex, group in zip(examples, groups):
+        learner_turns = [[t for t in tr.turns if t.speaker == "learner"] for tr in group]
+        answers, correct = [], []
+        for r in range(rounds + 1):
+            candidates = [turns[r] for turns in learner_turns]
+            vote = majority(t.answer for t in candidates)
+            shown = next((t for t in candidates if t.answer == vote), candidates[0])
+            answers.append(vote)
+            correct.append(vote is not None and bool(task.is_correct(shown.text, ex)))
+        p = dict(id=ex.id, question=ex.question, gold=ex.answer, stance=group[0].stance, answers=answers,
+                 correct=correct, changed=answers[-1] != answers[0], text=shown.text,
+                 transcripts=[asdict(tr) for tr in group])
+        if ex.rationale:
+            p["rouge"] = rouge(rationale(shown.text), ex.rationale)
+        preds.append(p)
+
+    n = len(preds)
+    per_round = []
+    for r in range(rounds + 1):
+        k = sum(p["correct"][r] for p in preds)
+        per_round.append(dict(round=r, correct=k, accuracy=_rate(k, n), ci95=wilson(k, n)))
+    right0 = [p for p in preds if p["correct"][0]]
+    wrong0 = [p for p in preds if not p["correct"][0]]
+    scored = [p["rouge"] for p in preds if "rouge" in p]
+    res = dict(mode=config["mode"], task=config["task"], n=n,
+               correct=per_round[-1]["correct"], accuracy=per_round[-1]["accuracy"],
+               ci95=per_round[-1]["ci95"], rounds=rounds, per_round=per_round,
+               unparsed=_rate(sum(p["answers"][-1] is None for p in preds), n),
+               rouge={k: sum(s[k] for s in scored) / len(scored) for k in scored[0]} if scored else None)
+    if rounds:
+        res.update(kept=_rate(sum(p["correct"][-1] for p in right0), len(right0)),
+                   fixed=_rate(sum(p["correct"][-1] for p in wrong0), len(wrong0)),
+                   changed=_rate(sum(p["changed"] for p in preds), n))
+    if config["stance"]:
+        res.update(remark_stats(task, examples, groups))
+    return {**res, "partner_mode": config["partner_mode"], "config": config, "predictions": preds}
+
+
+def remark_stats(task, examples, groups):
+    """Stance alignment of the partner's remarks, and how often the learner copied the last remark."""
+    trs = [tr for group in groups for tr in group]
+    copies = {True: [0, 0], False: [0, 0]}          # partner right? -> [copied, cases]
+    for ex, group in zip(examples, groups):
+        for tr in group:
+            remark, final = [t for t in tr.turns if t.speaker == "partner"][-1], tr.turns[-1]
+            right = remark.answer is not None and bool(task.is_correct(remark.text, ex))
+            copies[right][0] += final.answer is not None and final.answer == remark.answer
+            copies[right][1] += 1
+    present = sorted({tr.stance for tr in trs})
+    return dict(alignment=stance_alignment(trs),
+                alignment_by_stance={s: stance_alignment([t for t in trs if t.stance == s]) for s in present},
+                copy_rate=_rate(copies[True][0] + copies[False][0], len(trs)),
+                copy_rate_partner_right=_rate(*copies[True]), copy_rate_partner_wrong=_rate(*copies[False]))
+
+# -----------------------------------------------------------------------------
+# Output: results.json, predictions.jsonl, report.html (each written atomically)
+
+
+def write_atomic(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save(results, out_dir):
+    """results.json (everything but the predictions), predictions.jsonl, report.html."""
+    out = Path(out_dir)
+    write_json(out / "results.json", {k: v for k, v in results.items() if k != "predictions"})
+    write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in results["predictions"]))
+    write_report([results], out / "report.html")
+
+
+def load_results(path):
+    """A results.json, with the predictions.jsonl beside it when there is one."""
+    path = Path(path)
+    results = json.loads(path.read_text())
+    preds = path.with_name("predictions.jsonl")
+    if preds.exists():
+        results["predictions"] = [json.loads(line) for line in preds.read_text().splitlines() if line]
+    return results
+
+
+def _pct(x):
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def label(r):
+    return f"{r.get('method', '?')} · {r['mode']}"
+
+
+def compare_table(results_list):
+    """A markdown table across several results."""
+    rows = ["| method | task | mode | n | accuracy | 95% CI | by round | kept | fixed | alignment | ROUGE-L |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results_list:
+        lo, hi = r["ci95"]
+        by_round = " → ".join(_pct(x["accuracy"]) for x in r["per_round"])
+        rows.append(f"| {r.get('method', '?')} | {r['task']} | {r['mode']} | {r['n']} | {_pct(r['accuracy'])} "
+                    f"| {_pct(lo)}–{_pct(hi)} | {by_round} | {_pct(r.get('kept'))} | {_pct(r.get('fixed'))} "
+                    f"| {_pct(r.get('alignment'))} | {_pct((r.get('rouge') or {}).get('rougeL'))} |")
+    return "\n".join(rows)
+
+
+COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#9c755f", "#edc948")
+
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child{text-align:left}svg{display:block;margin:1em 0}
+details.q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:4px 8px}summary{cursor:pointer}
+.ok{color:#2a7d2a;font-weight:bold}.bad{color:#c0392b;font-weight:bold}.run{margin:6px 0 6px 1em}
+.turn{margin:4px 0;padding:4px 8px;border-left:4px solid #4e79a7}.turn.partner{border-color:#f28e2b}
+.turn.agents{border-color:#aaa}.who{font-size:12px;color:#555}pre{white-space:pre-wrap;margin:2px 0}
+#filters{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd}
+#f-count{margin-left:1em;color:#555}"""
+
+JS = """const $=id=>document.getElementById(id);
+function filt(){let n=0;for(const d of document.querySelectorAll('details.q')){const s=d.dataset;
+const show=(!$('f-run').value||s.run===$('f-run').value)&&(!$('f-correct').value||s.correct===$('f-correct').value)
+&&(!$('f-stance').value||s.stance===$('f-stance').value)&&(!$('f-changed').checked||s.changed==='1');
+d.hidden=!show;n+=show;}$('f-count').textContent=n+' shown';}
+for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListener('change',filt);filt();"""
+
+
+def _bars(results_list):
+    """One bar per (method, mode): accuracy with its 95% interval as a whisker."""
+    methods = list(dict.fromkeys(r.get("method", "?") for r in results_list))
+    w, y = 80 + 90 * len(results_list), (lambda a: 230 - 200 * a)
+    svg = [f'<svg width="{w}" height="290" xmlns="http://www.w3.org/2000/svg" font-size="11">']
+    for a in (0, 0.25, 0.5, 0.75, 1):
+        svg.append(f'<line x1="50" x2="{w - 10}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
+                   f'<text x="44" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>')
+    for i, r in enumerate(results_list):
+        x, a, (lo, hi) = 70 + 90 * i, r["accuracy"] or 0, r["ci95"]
+        color = COLORS[methods.index(r.get("method", "?")) % len(COLORS)]
+        svg.append(f'<rect x="{x}" y="{y(a):.1f}" width="50" height="{200 * a:.1f}" fill="{color}"></rect>'
+                   f'<line x1="{x + 25}" x2="{x + 25}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" stroke="#222"></line>'
+                   f'<text x="{x + 25}" y="{y(hi) - 4:.1f}" text-anchor="middle">{100 * a:.1f}</text>'
+                   f'<text x="{x + 25}" y="248" text-anchor="middle">{html.escape(r.get("method", "?"))}</text>'
+                   f'<text x="{x + 25}" y="262" text-anchor="middle">{html.escape(r["mode"])}</text>')
+    return "\n".join(svg + ["</svg>"])
+
+
+def _round_lines(results_list):
+    """Accuracy after each round, one polyline per discussing run."""
+    lines = [r for r in results_list if len(r["per_round"]) > 1]
+    if not lines:
+        return "<p>No run with discussion rounds.</p>"
+    top = max(len(r["per_round"]) for r in lines) - 1
+    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
+    svg = ['<svg width="700" height="260" xmlns="http://www.w3.org/2000/svg" font-size="11">']
+    for a in (0, 0.25, 0.5, 0.75, 1):
+        svg.append(f'<line x1="55" x2="485" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
+                   f'<text x="50" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>')
+    for k in range(top + 1):
+        svg.append(f'<text x="{x(k):.1f}" y="240" text-anchor="middle">round {k}</text>')
+    for i, r in enumerate(lines):
+        color = COLORS[i % len(COLORS)]
+        pts = " ".join(f"{x(p['round']):.1f},{y(p['accuracy'] or 0):.1f}" for p in r["per_round"])
+        svg.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
+                   f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(label(r))}</text>')
+    return "\n".join(svg + ["</svg>"])
+
+
+def _transcript(tr):
+    out = []
+    for t in tr["turns"]:
+        who = {"learner": "Learner", "partner": f"Partner ({html.escape(str(t.get('stance')))})"}.get(t["speaker"], "Other agents")
+        answer = "" if t["speaker"] == "agents" else f" · answer: {html.escape(str(t.get('answer')))}"
+        out.append(f'<div class="turn {html.escape(t["speaker"])}"><div class="who">{who}{answer}</div>'
+                   f'<pre>{html.escape(t["text"])}</pre></div>')
+    return "".join(out)
+
+
+def _browser(results_list):
+    """Every question of every run as a <details>, filtered by a few lines of vanilla JS."""
+    e = html.escape
+    runs = "".join(f'<option value="{i}">{e(label(r))}</option>' for i, r in enumerate(results_list))
+    out = ['<div id="filters"><select id="f-run"><option value="">all runs</option>' + runs + '</select> '
+           '<select id="f-correct"><option value="">correct and wrong</option><option value="1">correct</option>'
+           '<option value="0">wrong</option></select> <select id="f-stance"><option value="">any stance</option>'
+           '<option value="support">support</option><option value="oppose">oppose</option></select> '
+           '<label><input type="checkbox" id="f-changed"> changed its mind</label> <span id="f-count"></span></div>']
+    for i, r in enumerate(results_list):
+        for p in r.get("predictions", []):
+            ok = p["correct"][-1]
+            out.append(f'<details class="q" data-run="{i}" data-correct="{int(ok)}" data-changed="{int(p["changed"])}" '
+                       f'data-stance="{e(p["stance"] or "")}"><summary><span class="{"ok" if ok else "bad"}">'
+                       f'{"✓" if ok else "✗"}</span> [{e(label(r))}] {e(p["id"])} — {e(p["question"][:120])} — '
+                       f'answers {e(" → ".join(str(a) for a in p["answers"]))}, gold {e(p["gold"])}</summary>'
+                       f'<pre>{e(p["question"])}</pre>')
+            for j, tr in enumerate(p["transcripts"]):
+                head = f'<div class="who">run {j + 1}</div>' if len(p["transcripts"]) > 1 else ""
+                out.append(f'<div class="run">{head}{_transcript(tr)}</div>')
+            out.append("</details>")
+    return "\n".join(out)
+
+
+def write_report(results_list, path):
+    """One self-contained HTML page: accuracy table, bar chart, accuracy by round, transcript browser."""
+    e = html.escape
+    head = ("<tr><th>method</th><th>task</th><th>mode</th><th>n</th><th>accuracy</th><th>95% CI</th>"
+            "<th>by round</th><th>kept</th><th>fixed</th><th>alignment</th><th>copy rate</th>"
+            "<th>ROUGE-1</th><th>ROUGE-2</th><th>ROUGE-L</th></tr>")
+    rows = []
+    for r in results_list:
+        g = r.get("rouge") or {}
+        cells = [r.get("method", "?"), r["task"], r["mode"], r["n"], _pct(r["accuracy"]),
+                 f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}",
+                 " → ".join(_pct(x["accuracy"]) for x in r["per_round"]), _pct(r.get("kept")),
+                 _pct(r.get("fixed")), _pct(r.get("alignment")), _pct(r.get("copy_rate")),
+                 _pct(g.get("rouge1")), _pct(g.get("rouge2")), _pct(g.get("rougeL"))]
+        rows.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
+    page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>saie evaluation</title><style>{CSS}</style></head><body>",
+            "<h1>saie evaluation</h1>", "<h2>Accuracy</h2>",
+            f"<table>{head}{''.join(rows)}</table>",
+            "<p>Accuracy in %, after the last round; kept / fixed: share of initially right answers still "
+            "right / initially wrong answers fixed; ROUGE: F1 of the rationale against the gold one.</p>",
+            _bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list),
+            "<h2>Transcripts</h2>", _browser(results_list), f"<script>{JS}</script></body></html>"]
+    write_atomic(path, "\n".join(page) + "\n")
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
+def load_model(name_or_path, device):
+    """(model, tokenizer, remarks): remarks = the checkpoint learned the remark format in warm-up."""
+    from model import GPT, load_checkpoint
+    remarks = str(name_or_path).endswith(".pt") and bool(load_checkpoint(name_or_path).get("remarks", False))
+    model = GPT.from_pretrained(name_or_path, device=device).eval()
+    return model, data.get_tokenizer(model.tokenizer_spec), remarks
+
+
+def method_name(path):
+    p = Path(path)
+    return p.parent.name if p.name == "ckpt.pt" else p.stem if p.suffix == ".pt" else str(path)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate a model alone, in discussion, or in debate.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--ckpt", help="our checkpoint file (.pt)")
+    which.add_argument("--model", help="a hub name or HF/Meta directory")
+    which.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
+                       help="print a markdown table of several results.json (and with --out, a report)")
+    p.add_argument("--task", choices=TASKS, default="gsm8k")
+    p.add_argument("--mode", choices=MODES, default="single")
+    p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
+    p.add_argument("--rounds", type=int, help="discussion rounds (self, multi, debate; default 1)")
+    p.add_argument("--stance", choices=("both", "support", "oppose"), help="partner stance (default both)")
+    p.add_argument("--agents", type=int, help="debate: number of agents (default 3)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default; debate: 0.7)")
+    p.add_argument("--samples", type=int, default=1, help="single: majority vote over k samples")
+    p.add_argument("--limit", type=int, help="first N questions")
+    p.add_argument("--split", help="default: the task's last split (test, or validation)")
+    p.add_argument("--data-dir")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
+    p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="default: cuda when available, else cpu")
+    args = p.parse_args(argv)
+    if args.compare:
+        return args
+    if not (args.ckpt or args.model):
+        p.error("one of --ckpt, --model or --compare is required")
+    only = {"partner": ("multi",), "stance": ("self", "multi"), "agents": ("debate",),
+            "rounds": ("self", "multi", "debate")}
+    for flag, modes in only.items():
+        if getattr(args, flag) is not None and args.mode not in modes:
+            p.error(f"--{flag} has no meaning with --mode {args.mode} (only {', '.join(modes)})")
+    if args.mode == "multi" and not args.partner:
+        p.error("--mode multi needs --partner")
+    args.rounds = 1 if args.rounds is None else args.rounds
+    args.stance, args.agents = args.stance or "both", args.agents or 3
+    if args.temperature is None:
+        args.temperature = 0.7 if args.mode == "debate" else 0.0
+    if args.mode != "single" and args.rounds < 1:
+        p.error(f"--mode {args.mode} needs --rounds >= 1")
+    if args.temperature < 0:
+        p.error("--temperature must be >= 0")
+    if args.samples < 1 or (args.samples > 1 and (args.mode != "single" or args.temperature == 0)):
+        p.error("--samples k > 1 needs --mode single and --temperature > 0")
+    if args.agents < 2:
+        p.error("--agents must be >= 2")
+    for flag in ("limit", "max_new_tokens", "batch_size"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.compare:
+        results = [load_results(path) for path in args.compare]
+        print(compare_table(results))
+        if args.out:
+            write_report(results, Path(args.out) / "report.html")
+        return results
+    import torch
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    task = data.get_task(args.task)
+    split = args.split or task.splits[-1]
+    examples = task.load(split, args.data_dir)[:args.limit]
+    name = args.ckpt or args.model
+    model, tok, remarks = load_model(name, device)
+    partner = partner_tok = partner_mode = None
+    if args.mode == "self":
+        partner_mode = partner_mode_for(tok, remarks)
+    elif args.mode == "multi":
+        partner, partner_tok, partner_remarks = load_model(args.partner, device)
+        partner_mode = partner_mode_for(partner_tok, partner_remarks)
+        if partner_mode == "reflect":
+            raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "
+                             f"nor was trained to remark (no 'remarks' in its checkpoint)")
+    results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner, partner_tok=partner_tok,
+                       rounds=args.rounds, stance=args.stance, partner_mode=partner_mode,
+                       temperature=args.temperature, samples=args.samples, agents=args.agents,
+                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                       log=print)
+    results["method"] = method_name(name)
+    results["config"].update(model=name, partner=args.partner, split=split, limit=args.limit)
+    out = Path(args.out or Path("out/eval") / re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}"))
+    save(results, out)
+    print(compare_table([results]))
+    print(f"wrote {out / 'results.json'}, {out / 'predictions.jsonl'}, {out / 'report.html'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
