@@ -1,1 +1,623 @@
-"""model.py (work in progress)."""
+"""One decoder-only transformer for two families: GPT-2 and Llama 3.x.
+
+Read top to bottom: config, layers, the model (forward, batched KV-cache generation), then weight loading
+(our checkpoints, Hugging Face and Meta directories, the hub) with a hand-written safetensors reader.
+Runtime needs only torch; transformers/safetensors are used by the tests alone.
+
+Conventions worth knowing:
+- RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are permuted
+  into it on load.
+- Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up are fused.
+"""
+import json
+import math
+import mmap
+import os
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    family: str = "gpt2"            # "gpt2" | "llama"
+    vocab_size: int = 50257
+    block_size: int = 1024          # longest context the model accepts
+    n_layer: int = 12
+    n_head: int = 12
+    n_kv_head: int | None = None    # llama grouped-query attention; None means n_head
+    n_embd: int = 768
+    intermediate_size: int | None = None   # MLP width; None: 4*n_embd (gpt2), 8/3*n_embd rounded up to 64 (llama)
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None       # HF dict, e.g. {"rope_type": "llama3", "factor": 32, ...}
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.family not in ("gpt2", "llama"):
+            raise ValueError(f"GPTConfig.family must be 'gpt2' or 'llama', not {self.family!r}")
+        self.n_kv_head = self.n_kv_head or self.n_head
+        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
+            raise ValueError("GPTConfig: n_embd must divide by n_head, and n_head by n_kv_head")
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.n_embd if self.family == "gpt2" else 64 * math.ceil(8 * self.n_embd / 3 / 64)
+
+
+class WeightsError(ValueError):
+    """Any problem with a weights file. The message is one line and names the file."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers
+
+def rope_frequencies(cfg):
+    """Inverse frequencies of RoPE (head_dim/2 values), with Llama 3.1's long-context rescaling if configured."""
+    hd = cfg.n_embd // cfg.n_head
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd)
+    rs = cfg.rope_scaling
+    if rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        # Long wavelengths are slowed down by `factor`, short ones kept, the band between interpolated.
+        factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old_len = rs["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        smooth = ((old_len / wavelen - low) / (high - low)).clamp(0, 1)
+        inv_freq = torch.where(wavelen > old_len / low, inv_freq / factor,
+                               torch.where(wavelen < old_len / high, inv_freq, (1 - smooth) * inv_freq / factor + smooth * inv_freq))
+    return inv_freq.float()
+
+
+def apply_rope(x, cos, sin):
+    """x: (B, H, T, hd); cos, sin: (B, 1, T, hd). Rotates the pairs (i, i + hd/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):  # normalise in fp32 as Llama does, scale in the model's dtype
+        return self.weight * F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.n_embd // cfg.n_head
+        bias = cfg.family == "gpt2"
+        self.c_attn = nn.Linear(cfg.n_embd, (cfg.n_head + 2 * cfg.n_kv_head) * self.head_dim, bias=bias)  # q, k, v
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=bias)
+
+    def forward(self, x, rope=None, cache=None, start=0, mask=None):
+        B, T, C = x.shape
+        hd, nq, nkv = self.head_dim, self.n_head, self.n_kv_head
+        q, k, v = self.c_attn(x).split([nq * hd, nkv * hd, nkv * hd], dim=-1)
+        q, k, v = (t.view(B, T, -1, hd).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:  # write this step into the preallocated cache, attend to everything so far
+            k_cache, v_cache = cache
+            k_cache[:, :, start:start + T] = k
+            v_cache[:, :, start:start + T] = v
+            k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
+        if nkv != nq:  # grouped-query attention: each k/v head serves nq/nkv query heads
+            k, v = k.repeat_interleave(nq // nkv, dim=1), v.repeat_interleave(nq // nkv, dim=1)
+        # Multi-token steps only happen from position 0 (training, prefill), where is_causal is right.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.gpt2 = cfg.family == "gpt2"
+        width = cfg.intermediate_size * (1 if self.gpt2 else 2)  # llama: gate and up projections fused
+        self.c_fc = nn.Linear(cfg.n_embd, width, bias=self.gpt2)
+        self.c_proj = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=self.gpt2)
+
+    def forward(self, x):
+        if self.gpt2:
+            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        gate, up = self.c_fc(x).chunk(2, dim=-1)
+        return self.c_proj(F.silu(gate) * up)  # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        Norm = (lambda: nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)) if cfg.family == "gpt2" else (lambda: RMSNorm(cfg.n_embd, cfg.norm_eps))
+        self.ln_1, self.attn, self.ln_2, self.mlp = Norm(), Attention(cfg), Norm(), MLP(cfg)
+
+    def forward(self, x, rope=None, cache=None, start=0, mask=None):
+        x = x + self.attn(self.ln_1(x), rope, cache, start, mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The model
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.tokenizer_spec = None
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.family == "gpt2":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        else:
+            # Kept fp32 on purpose and out of state_dict/.to(dtype): bf16 angles drift at long positions.
+            self.inv_freq = rope_frequencies(config)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps) if config.family == "gpt2" else RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self._tie()
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the projections into the residual stream
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _tie(self):
+        if self.config.tie_embeddings:  # one shared parameter, so fine-tuning cannot split them
+            self.lm_head.weight = self.wte.weight
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())  # parameters() counts a tied tensor once
+
+    def hidden(self, idx, pos, cache=None, start=0, mask=None):
+        """Final-norm hidden states (B, T, C) of tokens idx at positions pos (B or 1, T)."""
+        x = self.wte(idx)
+        rope = None
+        if self.config.family == "gpt2":
+            x = x + self.wpe(pos)
+        else:
+            if self.inv_freq.device != pos.device:
+                self.inv_freq = self.inv_freq.to(pos.device)
+            angles = pos[..., None].float() * self.inv_freq  # (B, T, hd/2)
+            angles = torch.cat((angles, angles), dim=-1)[:, None]
+            rope = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+        for i, block in enumerate(self.h):
+            x = block(x, rope, None if cache is None else cache[i], start, mask)
+        return self.ln_f(x)
+
+    def forward(self, idx, targets=None):
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        logits = self.lm_head(self.hidden(idx, torch.arange(T, device=idx.device)[None]))
+        if targets is None:
+            return logits, None
+        # Sum over supervised tokens / their count: a batch with none gives 0, not NaN.
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+        return logits, loss / (targets != -100).sum().clamp(min=1)
+
+    @torch.inference_mode()
+    def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None, seed=None):
+        """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, all rows in one batch.
+
+        Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is greedy.
+        Raises ValueError when the longest prompt + max_new_tokens exceeds block_size (no silent clamping).
+        Runs as in eval mode and leaves the train/eval mode as it was.
+        """
+        if not prompts or max_new_tokens <= 0:
+            return [[] for _ in prompts]
+        B, P = len(prompts), max(len(p) for p in prompts)
+        if min(len(p) for p in prompts) == 0:
+            raise ValueError("generate: every prompt needs at least one token")
+        if P + max_new_tokens > self.config.block_size:
+            raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds block_size {self.config.block_size}")
+        was_training = self.training
+        self.eval()
+        try:
+            out = self._generate(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
+        finally:
+            self.train(was_training)
+        stop = stop or set()
+        rows = []
+        for row in out.tolist():
+            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+            rows.append(row[:cut])
+        return rows
+
+    def _generate(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
+        dev, cfg = self.wte.weight.device, self.config
+        B, P = len(prompts), max(len(p) for p in prompts)
+        L = P + max_new_tokens - 1  # cache slots: the last sampled token is never fed back
+        # Left padding: every row's last prompt token sits in slot P-1, so all rows share one cache index.
+        pad = torch.tensor([P - len(p) for p in prompts], device=dev)
+        idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
+        slots = torch.arange(L, device=dev)
+        valid = slots >= pad[:, None]                  # (B, L): slot holds a real token of that row
+        pos = (slots - pad[:, None]).clamp(min=0)      # (B, L): position of the slot within its row
+        hd = cfg.n_embd // cfg.n_head
+        cache = [tuple(torch.empty(B, cfg.n_kv_head, L, hd, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
+                 for _ in range(cfg.n_layer)]
+        padded = P > min(len(p) for p in prompts)     # a mask only where padding exists
+        mask = None
+        if padded:  # causal and no padding; a pad slot sees itself only, so no softmax row is empty (NaN)
+            causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
+            mask = ((causal & valid[:, None, :P]) | torch.eye(P, dtype=torch.bool, device=dev))[:, None]
+        x = self.hidden(idx, pos[:, :P], cache, 0, mask)  # prefill: the whole prompt in one pass
+        logits = self.lm_head(x[:, -1])
+
+        gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+        stop_ids = torch.tensor(sorted(stop), device=dev) if stop else None
+        out = torch.zeros(B, max_new_tokens, dtype=torch.long, device=dev)
+        rows = torch.arange(B, device=dev)             # original row of each row still in the batch
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        # Reading `done` on the host is free on CPU but stalls a GPU queue: there, look every 8 steps.
+        check_every = 1 if dev.type == "cpu" else 8
+        for t in range(max_new_tokens):
+            tok = _sample(logits, temperature, top_k, top_p, gen)
+            out[rows, t] = tok
+            if t == max_new_tokens - 1:
+                break
+            if stop_ids is not None:
+                done |= torch.isin(tok, stop_ids)
+                if t % check_every == 0:
+                    n_done = int(done.sum())
+                    if n_done == len(rows):
+                        break
+                    if n_done >= max(1, len(rows) // 4):  # drop finished rows: later steps cost less
+                        keep = (~done).nonzero().squeeze(1)
+                        rows, tok, done, valid, pos, pad = rows[keep], tok[keep], done[keep], valid[keep], pos[keep], pad[keep]
+                        cache = [(k[keep], v[keep]) for k, v in cache]
+                        padded = bool(pad.any())
+            s = P + t  # slot of the token being fed
+            mask = valid[:, None, None, :s + 1] if padded else None
+            logits = self.lm_head(self.hidden(tok[:, None], pos[:, s:s + 1], cache, s, mask)[:, -1])
+        return out.cpu()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, dtype=None, device=None):
+        """Our checkpoint (.pt), a Hugging Face dir (config.json + safetensors), a Meta dir (params.json +
+        consolidated.00.pth) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, meta-llama/...).
+        Default dtype: fp32 on CPU, bf16 on CUDA."""
+        device = torch.device(device or "cpu")
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        path = Path(name_or_path)
+        if path.is_file():
+            ck = load_checkpoint(path)
+            config, spec, fmt = GPTConfig(**ck["config"]), ck["tokenizer"], "ours"
+            sd = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
+        else:
+            if not path.is_dir():
+                path = _download(str(name_or_path))
+            if (path / "params.json").is_file():
+                (config, sd), fmt = _read_meta(path), "meta"
+            elif (path / "config.json").is_file():
+                (config, sd), fmt = _read_hf(path), "hf"
+            else:
+                raise WeightsError(f"{path}: has neither config.json (Hugging Face) nor params.json (Meta)")
+            spec = "gpt2" if config.family == "gpt2" else str(path)
+        with torch.device("meta"):  # no memory, no random init: the loaded tensors are assigned below
+            model = cls(config)
+        model.load_state_dict(_build_state_dict(model, sd, _weight_plan(model, fmt), path, dtype, device), assign=True)
+        model._tie()
+        model.tokenizer_spec = spec
+        return model
+
+
+def _sample(logits, temperature, top_k, top_p, gen):
+    """Next token per row from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    ids = None
+    if top_k is not None:  # topk keeps exactly k candidates, ties or not; they come sorted
+        logits, ids = logits.topk(min(top_k, logits.size(-1)), dim=-1)
+    elif top_p is not None:
+        logits, ids = logits.sort(dim=-1, descending=True)
+    probs = logits.softmax(dim=-1)
+    if top_p is not None:  # nucleus: the most probable tokens until their mass reaches top_p
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, 0.0)
+    choice = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+    return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+def save_checkpoint(path, model, **extra):
+    """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra} to path.
+    extra must hold plain containers and tensors (optimizer state, step, rng states) so weights_only loads it."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original's names
+    state = {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()}
+    obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec, "model": state, **extra}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path):
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable checkpoint ({_one_line(e)})") from None
+    if not isinstance(ck, dict) or ck.get("version") != 1 or not {"config", "model"} <= ck.keys():
+        raise WeightsError(f"{path}: not a saie checkpoint of version 1")
+    return ck
+
+
+def _one_line(e):
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hugging Face and Meta weights
+
+HUB_ALIASES = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+
+# Llama tensors, ours <- (Hugging Face, Meta); several names are concatenated in this order (q, k, v / gate, up).
+LLAMA_NAMES = [
+    ("wte.weight", ["embed_tokens.weight"], ["tok_embeddings.weight"]),
+    ("ln_f.weight", ["norm.weight"], ["norm.weight"]),
+    ("lm_head.weight", ["lm_head.weight"], ["output.weight"]),
+    ("ln_1.weight", ["input_layernorm.weight"], ["attention_norm.weight"]),
+    ("attn.c_attn.weight", ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
+     ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"]),
+    ("attn.c_proj.weight", ["self_attn.o_proj.weight"], ["attention.wo.weight"]),
+    ("ln_2.weight", ["post_attention_layernorm.weight"], ["ffn_norm.weight"]),
+    ("mlp.c_fc.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"], ["feed_forward.w1.weight", "feed_forward.w3.weight"]),
+    ("mlp.c_proj.weight", ["mlp.down_proj.weight"], ["feed_forward.w2.weight"]),
+]
+
+
+def _weight_plan(model, fmt):
+    """Our parameter name -> the names of the file's tensors it is made of (fmt: "ours", "hf" or "meta")."""
+    config = model.config
+    if fmt == "ours" or config.family == "gpt2":  # HF GPT-2 already uses our (nanoGPT's) names
+        plan = {k: [k] for k in model.state_dict()}
+    else:
+        plan = {}
+        for ours, hf, meta in LLAMA_NAMES:
+            names = meta if fmt == "meta" else hf
+            if ours.startswith(("wte", "ln_f", "lm_head")):
+                plan[ours] = names
+            else:
+                for i in range(config.n_layer):
+                    plan[f"h.{i}.{ours}"] = [f"layers.{i}.{n}" for n in names]
+    if config.tie_embeddings and fmt != "ours":
+        plan["lm_head.weight"] = plan["wte.weight"]
+    return plan
+
+
+def _read_hf(path):
+    c = json.loads((path / "config.json").read_text())
+    kind = c.get("model_type")
+    if kind == "gpt2":
+        config = GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"],
+                           n_head=c["n_head"], n_embd=c["n_embd"], intermediate_size=c.get("n_inner"),
+                           norm_eps=c.get("layer_norm_epsilon", 1e-5), tie_embeddings=c.get("tie_word_embeddings", True))
+    elif kind == "llama":
+        rope = c.get("rope_scaling") or c.get("rope_parameters") or {}  # transformers 5 writes rope_parameters
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in ("default", "llama3"):
+            raise WeightsError(f"{path / 'config.json'}: unsupported rope type {rope_type!r}")
+        if c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]) * c["num_attention_heads"] != c["hidden_size"]:
+            raise WeightsError(f"{path / 'config.json'}: head_dim * num_attention_heads != hidden_size is not supported")
+        scaling = {k: rope[k] for k in ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
+                                        "original_max_position_embeddings")} if rope_type == "llama3" else None
+        config = GPTConfig(family="llama", vocab_size=c["vocab_size"], block_size=c["max_position_embeddings"],
+                           n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
+                           n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
+                           intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
+                           rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)), rope_scaling=scaling,
+                           tie_embeddings=c.get("tie_word_embeddings", False))
+    else:
+        raise WeightsError(f"{path / 'config.json'}: unsupported model_type {kind!r} (gpt2 and llama are)")
+
+    index = path / "model.safetensors.index.json"
+    if (path / "model.safetensors").is_file():
+        sd = load_safetensors(path / "model.safetensors")
+    elif index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise WeightsError(f"{index}: not a safetensors index ({_one_line(e)})") from None
+        sd = {}
+        for shard in shards:
+            sd.update(load_safetensors(path / shard))
+    else:
+        raise WeightsError(f"{path}: neither model.safetensors nor model.safetensors.index.json found")
+    sd = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in sd.items()}
+
+    if config.family == "gpt2":
+        sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # causal-mask buffers
+        for k in sd:  # GPT-2's Conv1D stores (in, out); nn.Linear wants (out, in)
+            if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+                sd[k] = sd[k].t()
+    if config.tie_embeddings:
+        sd.pop("lm_head.weight", None)  # some tied checkpoints still carry a copy
+    return config, sd
+
+
+def _read_meta(path):
+    """Meta's own format: params.json + consolidated.00.pth (single-shard models, i.e. 1B-8B)."""
+    try:
+        p = json.loads((path / "params.json").read_text())
+        sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth ({_one_line(e)})") from None
+    dim, n_head = p["dim"], p["n_heads"]
+    hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
+    if p.get("ffn_dim_multiplier"):
+        hidden = int(p["ffn_dim_multiplier"] * hidden)
+    hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
+    # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, Llama 3.1 uses 8.
+    scaling = p.get("rope_scaling")
+    if scaling is None and p.get("use_scaled_rope"):
+        scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0, "low_freq_factor": 1.0,
+                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    tied = "output.weight" not in sd or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"])
+    config = GPTConfig(family="llama", vocab_size=p["vocab_size"], block_size=p.get("max_seq_len", 131072 if scaling else 8192),
+                       n_layer=p["n_layers"], n_head=n_head, n_kv_head=p.get("n_kv_heads"), n_embd=dim,
+                       intermediate_size=hidden, norm_eps=p["norm_eps"], rope_theta=p.get("rope_theta", 10000.0),
+                       rope_scaling=scaling, tie_embeddings=tied)
+    hd = dim // n_head
+    for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k, head by head
+        for name, n in ((f"layers.{i}.attention.wq.weight", n_head), (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
+            if name in sd and sd[name].shape[0] == n * hd:
+                w = sd[name]
+                sd[name] = w.view(n, hd // 2, 2, -1).transpose(1, 2).reshape(w.shape)
+    sd = {k: v for k, v in sd.items() if not k.startswith("rope.") and not (tied and k == "output.weight")}
+    return config, sd
+
+
+def _build_state_dict(model, sd, plan, path, dtype, device):
+    """Our state_dict from the file's tensors; WeightsError naming every missing, unexpected or mis-shaped tensor."""
+    def listing(names):
+        names = sorted(names)
+        return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+    expected = model.state_dict()
+    used = {n for names in plan.values() for n in names}
+    problems = []
+    if missing := [n for n in used if n not in sd] + [k for k in expected if k not in plan]:
+        problems.append(f"missing tensors: {listing(missing)}")
+    if unexpected := set(sd) - used:
+        problems.append(f"unexpected tensors: {listing(unexpected)}")
+    if not problems:
+        out = {}
+        for ours, names in plan.items():
+            ts = [sd[n] for n in names]
+            if len({t.shape[1:] for t in ts}) > 1:
+                problems.append(f"mis-shaped tensors: {listing(names)}")
+                continue
+            out[ours] = (ts[0] if len(ts) == 1 else torch.cat(ts)).to(device=device, dtype=dtype).contiguous()
+        if bad := [f"{k} {tuple(out[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+                   if k in out and out[k].shape != v.shape]:
+            problems.append(f"mis-shaped tensors: {listing(bad)}")
+    if problems:
+        raise WeightsError(f"{path}: " + "; ".join(problems))
+    return out
+
+
+def _download(name):
+    """Fetch config.json and the safetensors of a hub repo into the local cache (data.hub_file); its dir."""
+    repo = HUB_ALIASES.get(name, name)
+    if repo.count("/") != 1:
+        raise WeightsError(f"{name}: not a file, a directory or a hub repo name (gpt2, gpt2-medium, meta-llama/...)")
+    from data import hub_file
+
+    def fetch(filename):
+        try:
+            return Path(hub_file(repo, filename))
+        except Exception as e:
+            raise WeightsError(f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a local "
+                               f"directory with config.json and model.safetensors (or params.json and consolidated.00.pth)") from None
+
+    folder = fetch("config.json").parent
+    try:
+        fetch("model.safetensors")
+    except WeightsError as first:
+        try:  # big models come in shards listed by an index
+            index = fetch("model.safetensors.index.json")
+        except WeightsError:
+            raise first from None
+        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+            fetch(shard)
+    if "gpt2" not in repo:  # Llama: the tokenizer lives beside the weights (best effort; data.py reads it)
+        for filename in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+            try:
+                fetch(filename)
+            except WeightsError:
+                pass
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# safetensors, read by hand: 8-byte little-endian header length, JSON header, raw little-endian bytes.
+
+SAFETENSORS_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+MAX_HEADER = 100 * 2**20
+
+
+def load_safetensors(path):
+    """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises WeightsError."""
+    def fail(msg):
+        raise WeightsError(f"{path}: {msg}")
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            fail(f"duplicate name {next(k for k in keys if keys.count(k) > 1)!r} in header")
+        return dict(pairs)
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                fail(f"truncated: {size} bytes")
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > MAX_HEADER or 8 + n > size:
+                fail(f"header length {n} is impossible for a file of {size} bytes")
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except OSError as e:
+        fail(f"cannot read ({_one_line(e)})")
+    try:
+        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        fail(f"header is not UTF-8 JSON ({_one_line(e)})")
+    if not isinstance(header, dict):
+        fail("header is not a JSON object")
+    header.pop("__metadata__", None)
+
+    start, data_size = 8 + n, size - 8 - n
+    spans, out = [], {}
+    for name, info in header.items():
+        where = f"tensor {name!r}"
+        if not isinstance(info, dict):
+            fail(f"{where}: entry is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in SAFETENSORS_DTYPES:
+            fail(f"{where}: unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            fail(f"{where}: shape {shape!r} is not a list of non-negative integers")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_size):
+            fail(f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
+        dt = SAFETENSORS_DTYPES[dtype]
+        nbytes = offsets[1] - offsets[0]
+        if math.prod(shape) * dt.itemsize != nbytes:
+            fail(f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, not {nbytes}")
+        spans.append((offsets[0], offsets[1], name))
+        if nbytes == 0:
+            out[name] = torch.empty(shape, dtype=dt)
+            continue
+        raw = torch.frombuffer(buf, dtype=torch.uint8, count=nbytes, offset=start + offsets[0])
+        if (start + offsets[0]) % dt.itemsize:  # misaligned data: copy it to aligned memory
+            raw = raw.clone()
+        out[name] = raw.view(dt).reshape(shape)
+    spans.sort()
+    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
+        if begin < end:
+            fail(f"tensors {a!r} and {b!r} overlap")
+    return out
