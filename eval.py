@@ -34,6 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import data
+from model import GPT, load_checkpoint
 from discuss import Speaker, Transcript, Turn, discuss, stance_alignment, stances_for
 
 TASKS = ("arith", "gsm8k", "csqa", "mmlu")
@@ -434,8 +435,7 @@ def write_report(results_list, path):
 
 def load_model(name_or_path, device):
     """(model, tokenizer, remarks): remarks = the checkpoint learned the remark format in warm-up."""
-    from model import GPT, load_checkpoint
-    remarks = str(name_or_path).endswith(".pt") and bool(load_checkpoint(name_or_path).get("remarks", False))
+    remarks = Path(name_or_path).is_file() and bool(load_checkpoint(name_or_path).get("remarks", False))
     model = GPT.from_pretrained(name_or_path, device=device).eval()
     return model, data.get_tokenizer(model.tokenizer_spec), remarks
 

@@ -324,3 +324,64 @@ def test_defaults():
     assert (a.temperature, a.agents, a.rounds) == (0.7, 3, 1)
     a = ev.parse_args(["--model", "gpt2", "--mode", "self"])
     assert (a.temperature, a.stance, a.rounds, a.samples) == (0.0, "both", 1, 1)
+
+
+# -----------------------------------------------------------------------------
+# A tiny random GPT with the arith tokenizer, end to end
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import torch
+
+    import data
+    from model import GPT, GPTConfig, save_checkpoint
+    tok, task = data.get_tokenizer("arith"), data.get_task("arith")
+    models, paths = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, block_size=256, n_layer=2, n_head=2, n_embd=32))
+        m.tokenizer_spec = tok.name
+        models.append(m.eval())
+        path = tmp_path_factory.mktemp(f"m{seed}") / "ckpt.pt"
+        save_checkpoint(path, m, remarks=seed == 0)
+        paths.append(path)
+    return SimpleNamespace(tok=tok, task=task, models=models, paths=paths, examples=task.load("test")[:4])
+
+
+@pytest.mark.parametrize("mode,kw", [("single", {}), ("single", dict(samples=2, temperature=0.8)),
+                                     ("self", dict(rounds=2)), ("multi", {}), ("debate", dict(agents=2))])
+def test_every_mode_on_a_tiny_model_is_deterministic(tiny, mode, kw):
+    if mode == "multi":
+        kw = dict(partner=tiny.models[1], partner_tok=tiny.tok)
+    runs = [ev.evaluate(tiny.models[0], tiny.tok, tiny.task, tiny.examples, mode=mode, max_new_tokens=12,
+                        batch_size=3, **kw) for _ in range(2)]
+    assert runs[0]["predictions"] == runs[1]["predictions"]
+    r = runs[0]
+    assert r["n"] == 4 and len(r["per_round"]) == r["rounds"] + 1 and r["rouge"] is not None
+    assert r["correct"] == sum(p["correct"][-1] for p in r["predictions"])
+    for p, e in zip(r["predictions"], tiny.examples):   # never correct without a parsed answer
+        assert p["correct"][-1] == (p["answers"][-1] is not None and tiny.task.is_correct(p["text"], e))
+    if mode in ("self", "multi"):
+        assert r["partner_mode"] == "trained" and 0 <= r["alignment"] <= 1
+        speakers = [t["speaker"] for t in r["predictions"][0]["transcripts"][0]["turns"]]
+        assert speakers == ["learner", "partner"] * r["rounds"] + ["learner"]
+
+
+def test_command_line_end_to_end(tiny, tmp_path, capsys):
+    common = ["--task", "arith", "--limit", "3", "--max-new-tokens", "10", "--device", "cpu"]
+    ev.main(["--ckpt", str(tiny.paths[0]), "--mode", "self", "--out", str(tmp_path / "a"), *common])
+    ev.main(["--ckpt", str(tiny.paths[1]), "--mode", "self", "--out", str(tmp_path / "b"), *common])
+    ev.main(["--ckpt", str(tiny.paths[0]), "--mode", "multi", "--partner", str(tiny.paths[0]),
+             "--stance", "oppose", "--out", str(tmp_path / "c"), *common])
+    a, b, c = (json.loads((tmp_path / d / "results.json").read_text()) for d in "abc")
+    assert (a["partner_mode"], b["partner_mode"], c["partner_mode"]) == ("trained", "reflect", "trained")
+    assert a["method"] == tiny.paths[0].parent.name and a["config"]["split"] == "test"
+    lines = (tmp_path / "c" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(x)["stance"] == "oppose" for x in lines)
+    with pytest.raises(SystemExit):   # the partner without remarks can't take part in a multi discussion
+        ev.main(["--ckpt", str(tiny.paths[0]), "--mode", "multi", "--partner", str(tiny.paths[1]), *common,
+                 "--out", str(tmp_path / "d")])
+    capsys.readouterr()
+    ev.main(["--compare", str(tmp_path / "a" / "results.json"), str(tmp_path / "c" / "results.json")])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and "| self |" in out[2] and "| multi |" in out[3]
