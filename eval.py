@@ -297,17 +297,23 @@ def label(r):
     return f"{r.get('method', '?')} · {r['mode']}"
 
 
+COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "kept", "fixed", "alignment",
+           "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
+
+
+def cells(r):
+    """One row of the results table (percentages), shared by --compare and the report."""
+    g = r.get("rouge") or {}
+    return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), _pct(r["accuracy"]),
+            f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}", " → ".join(_pct(x["accuracy"]) for x in r["per_round"]),
+            *(_pct(r.get(k)) for k in ("kept", "fixed", "alignment", "copy_rate")),
+            *(_pct(g.get(k)) for k in ("rouge1", "rouge2", "rougeL"))]
+
+
 def compare_table(results_list):
     """A markdown table across several results."""
-    rows = ["| method | task | mode | n | accuracy | 95% CI | by round | kept | fixed | alignment | ROUGE-L |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results_list:
-        lo, hi = r["ci95"]
-        by_round = " → ".join(_pct(x["accuracy"]) for x in r["per_round"])
-        rows.append(f"| {r.get('method', '?')} | {r['task']} | {r['mode']} | {r['n']} | {_pct(r['accuracy'])} "
-                    f"| {_pct(lo)}–{_pct(hi)} | {by_round} | {_pct(r.get('kept'))} | {_pct(r.get('fixed'))} "
-                    f"| {_pct(r.get('alignment'))} | {_pct((r.get('rouge') or {}).get('rougeL'))} |")
-    return "\n".join(rows)
+    rows = [COLUMNS, ["---"] * len(COLUMNS)] + [cells(r) for r in results_list]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#9c755f", "#edc948")
@@ -330,14 +336,18 @@ d.hidden=!show;n+=show;}$('f-count').textContent=n+' shown';}
 for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListener('change',filt);filt();"""
 
 
+def _grid(x0, x1, y):
+    """Horizontal lines and labels at 0, 25, 50, 75 and 100%."""
+    return [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
+            f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>' for a in (0, .25, .5, .75, 1)]
+
+
 def _bars(results_list):
     """One bar per (method, mode): accuracy with its 95% interval as a whisker."""
     methods = list(dict.fromkeys(r.get("method", "?") for r in results_list))
     w, y = 80 + 90 * len(results_list), (lambda a: 230 - 200 * a)
     svg = [f'<svg width="{w}" height="290" xmlns="http://www.w3.org/2000/svg" font-size="11">']
-    for a in (0, 0.25, 0.5, 0.75, 1):
-        svg.append(f'<line x1="50" x2="{w - 10}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
-                   f'<text x="44" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>')
+    svg += _grid(50, w - 10, y)
     for i, r in enumerate(results_list):
         x, a, (lo, hi) = 70 + 90 * i, r["accuracy"] or 0, r["ci95"]
         color = COLORS[methods.index(r.get("method", "?")) % len(COLORS)]
@@ -357,26 +367,26 @@ def _round_lines(results_list):
     top = max(len(r["per_round"]) for r in lines) - 1
     x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
     svg = ['<svg width="700" height="260" xmlns="http://www.w3.org/2000/svg" font-size="11">']
-    for a in (0, 0.25, 0.5, 0.75, 1):
-        svg.append(f'<line x1="55" x2="485" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
-                   f'<text x="50" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>')
+    svg += _grid(55, 485, y)
     for k in range(top + 1):
         svg.append(f'<text x="{x(k):.1f}" y="240" text-anchor="middle">round {k}</text>')
     for i, r in enumerate(lines):
         color = COLORS[i % len(COLORS)]
-        pts = " ".join(f"{x(p['round']):.1f},{y(p['accuracy'] or 0):.1f}" for p in r["per_round"])
-        svg.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
+        pts = [(x(p["round"]), y(p["accuracy"] or 0)) for p in r["per_round"]]
+        line = " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
+        svg += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"></circle>' for a, b in pts]
+        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
                    f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(label(r))}</text>')
     return "\n".join(svg + ["</svg>"])
 
 
 def _transcript(tr):
-    out = []
+    e, out = html.escape, []
     for t in tr["turns"]:
-        who = {"learner": "Learner", "partner": f"Partner ({html.escape(str(t.get('stance')))})"}.get(t["speaker"], "Other agents")
-        answer = "" if t["speaker"] == "agents" else f" · answer: {html.escape(str(t.get('answer')))}"
-        out.append(f'<div class="turn {html.escape(t["speaker"])}"><div class="who">{who}{answer}</div>'
-                   f'<pre>{html.escape(t["text"])}</pre></div>')
+        who = {"learner": "Learner", "partner": f"Partner ({t.get('stance')})"}.get(t["speaker"], "Other agents")
+        answer = "" if t["speaker"] == "agents" else f" · answer: {t.get('answer')}"
+        out.append(f'<div class="turn {e(t["speaker"])}"><div class="who">{e(who + answer)}</div>'
+                   f'<pre>{e(t["text"])}</pre></div>')
     return "".join(out)
 
 
@@ -398,7 +408,8 @@ def _browser(results_list):
                        f'answers {e(" → ".join(str(a) for a in p["answers"]))}, gold {e(p["gold"])}</summary>'
                        f'<pre>{e(p["question"])}</pre>')
             for j, tr in enumerate(p["transcripts"]):
-                head = f'<div class="who">run {j + 1}</div>' if len(p["transcripts"]) > 1 else ""
+                run = "agent" if r["mode"] == "debate" else "sample"
+                head = f'<div class="who">{run} {j + 1}</div>' if len(p["transcripts"]) > 1 else ""
                 out.append(f'<div class="run">{head}{_transcript(tr)}</div>')
             out.append("</details>")
     return "\n".join(out)
@@ -407,18 +418,8 @@ def _browser(results_list):
 def write_report(results_list, path):
     """One self-contained HTML page: accuracy table, bar chart, accuracy by round, transcript browser."""
     e = html.escape
-    head = ("<tr><th>method</th><th>task</th><th>mode</th><th>n</th><th>accuracy</th><th>95% CI</th>"
-            "<th>by round</th><th>kept</th><th>fixed</th><th>alignment</th><th>copy rate</th>"
-            "<th>ROUGE-1</th><th>ROUGE-2</th><th>ROUGE-L</th></tr>")
-    rows = []
-    for r in results_list:
-        g = r.get("rouge") or {}
-        cells = [r.get("method", "?"), r["task"], r["mode"], r["n"], _pct(r["accuracy"]),
-                 f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}",
-                 " → ".join(_pct(x["accuracy"]) for x in r["per_round"]), _pct(r.get("kept")),
-                 _pct(r.get("fixed")), _pct(r.get("alignment")), _pct(r.get("copy_rate")),
-                 _pct(g.get("rouge1")), _pct(g.get("rouge2")), _pct(g.get("rougeL"))]
-        rows.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
+    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>"
+    rows = ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells(r)) + "</tr>" for r in results_list]
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             f"<title>saie evaluation</title><style>{CSS}</style></head><body>",
             "<h1>saie evaluation</h1>", "<h2>Accuracy</h2>",
