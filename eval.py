@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import data
-from model import GPT, load_checkpoint
+from model import GPT, WeightsError, load_checkpoint
 from discuss import Speaker, Transcript, Turn, discuss, stance_alignment, stances_for
 
 TASKS = ("arith", "gsm8k", "csqa", "mmlu")
@@ -471,6 +471,9 @@ def parse_args(argv=None):
     p.add_argument("--device", help="default: cuda when available, else cpu")
     args = p.parse_args(argv)
     if args.compare:
+        for path in args.compare:
+            if not Path(path).is_file():
+                p.error(f"--compare: no file {path}")
         return args
     if not (args.ckpt or args.model):
         p.error("one of --ckpt, --model or --compare is required")
@@ -509,16 +512,19 @@ def main(argv=None):
         return results
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    task = data.get_task(args.task)
+    task, name = data.get_task(args.task), args.ckpt or args.model
     split = args.split or task.splits[-1]
-    examples = task.load(split, args.data_dir)[:args.limit]
-    name = args.ckpt or args.model
-    model, tok, remarks = load_model(name, device)
     partner = partner_tok = partner_mode = None
+    try:
+        examples = task.load(split, args.data_dir)[:args.limit]
+        model, tok, remarks = load_model(name, device)
+        if args.mode == "multi":
+            partner, partner_tok, partner_remarks = load_model(args.partner, device)
+    except (data.DataError, WeightsError) as e:
+        raise SystemExit(f"eval.py: error: {e}") from None
     if args.mode == "self":
         partner_mode = partner_mode_for(tok, remarks)
     elif args.mode == "multi":
-        partner, partner_tok, partner_remarks = load_model(args.partner, device)
         partner_mode = partner_mode_for(partner_tok, partner_remarks)
         if partner_mode == "reflect":
             raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "

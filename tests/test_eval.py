@@ -311,7 +311,8 @@ def test_save_writes_results_predictions_and_compare(tmp_path, capsys):
     ["--ckpt", "x.pt", "--mode", "single", "--rounds", "2"],
     ["--ckpt", "x.pt", "--mode", "debate", "--agents", "1"],
     ["--ckpt", "x.pt", "--model", "gpt2"],
-    ["--task", "gsm8k"],
+    ["--task", "gsm8k"],                                            # no model at all
+    ["--compare", "/nonexistent/results.json"],
 ])
 def test_bad_flag_combinations_exit_2(argv):
     with pytest.raises(SystemExit) as e:
