@@ -120,8 +120,8 @@ def partner_mode_for(tok, remarks):
 
 
 def others_message(texts):
-    """What a debating agent is shown of the other agents' previous answers (after Du et al.)."""
-    body = "\n\n".join(f"Agent {i + 1}: {t}" for i, t in enumerate(texts))
+    """What a debating agent is shown: {agent number: its previous answer} of the others (after Du et al.)."""
+    body = "\n\n".join(f"Agent {i}: {t}" for i, t in texts.items())
     return f"Other agents answered:\n\n{body}\n\nUse their reasoning as advice and answer again."
 
 
@@ -134,7 +134,8 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
             for group in groups:
                 previous = [tr.turns[-1].text for tr in group]
                 for i, tr in enumerate(group):
-                    tr.turns.append(Turn("agents", others_message(previous[:i] + previous[i + 1:])))
+                    others = {j + 1: text for j, text in enumerate(previous) if j != i}
+                    tr.turns.append(Turn("agents", others_message(others)))
         for tr, text in zip(flat, speaker.speak(flat, "learner", seed=seed + r)):
             tr.turns.append(Turn("learner", text, task.extract(text)))
     return groups
