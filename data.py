@@ -1,1 +1,886 @@
-"""data.py (work in progress)."""
+"""
+Everything between raw files and token tensors: the tasks (GSM8K, CommonsenseQA, MMLU and
+`arith`, our built-in word problems), answer checking, tokenizers (tiktoken only), padded
+batches with loss masks, and careful downloads.
+
+    task = get_task("gsm8k")
+    train = task.load("train", data_dir="../shared/data")  # [Example], downloaded when no data_dir
+    task.target(train[0])   # 'Natalia sold 48/2 = 24 clips in May.\n...\n#### 72'
+    task.is_correct("so 48+24 = 72\n#### 72", train[0])   # True
+
+Every defect in a data file is a DataError: one line naming the file, line and field.
+Downloaded content is only ever parsed (json, csv), never eval'd, exec'd or unpickled.
+"""
+
+import base64
+import csv
+import functools
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import random
+import re
+import tarfile
+import tempfile
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import tiktoken
+import torch
+
+TASKS = ("arith", "gsm8k", "csqa", "mmlu")
+MAX_LINE = 1 << 20  # bytes; a longer "line" is a corrupt file, not a question
+
+
+class DataError(ValueError):
+    """A missing or malformed data file: one line naming the file, line and field at fault."""
+
+
+@dataclass
+class Example:
+    question: str                # as shown to the model (multiple choice: question + lettered choices)
+    rationale: str               # gold reasoning, without the final "#### N" line ("" when the set has none)
+    answer: str                  # gold final answer: a normalised number as a string, or a letter
+    choices: list[str] | None = None
+    id: str = ""
+    n_ops: int | None = None     # arith only: number of operations (for accuracy by difficulty)
+    calc_rationale: str = ""     # gsm8k only: the rationale with its <<a*b=c>> calculator notes
+
+
+# -----------------------------------------------------------------------------
+# Files: a cache folder, HTTPS downloads that never leave half a file, robust readers.
+
+def cache_dir(*parts):
+    return Path(os.environ.get("SAIE_CACHE") or "~/.cache/saie").expanduser().joinpath(*parts)
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url, path, sha256=None, token=None):
+    """Fetch url into path over HTTPS: stream to a temp file beside it, check, then rename."""
+    path = Path(path)
+    if not url.startswith("https://"):
+        raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
+    if path.is_file() and (sha256 is None or _sha256(path) == sha256):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    headers = {"User-Agent": "saie"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        h, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as f, \
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
+            if not r.geturl().startswith("https://"):  # a redirect must not downgrade us to http
+                raise OSError(f"redirected to {r.geturl()}")
+            expected = r.headers.get("Content-Length")
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                h.update(chunk)
+                size += len(chunk)
+        if expected is not None and size != int(expected):
+            raise OSError(f"connection closed after {size} of {expected} bytes")
+        if sha256 and h.hexdigest() != sha256:
+            raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; nothing saved")
+        os.replace(tmp, path)
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError are OSErrors
+        if isinstance(e, DataError):
+            raise
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local copy "
+                        f"(--data-dir for data sets, a local directory for models)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def hub_file(repo, filename):
+    """One file of a Hugging Face hub repo, cached under $SAIE_CACHE/hub (HF_TOKEN for gated repos)."""
+    parts = [*repo.split("/"), *filename.split("/")]
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or any(p in ("", ".", "..") for p in parts):
+        raise DataError(f"not a hub repo and file: {repo!r}, {filename!r}")
+    path, token = cache_dir("hub", repo, filename), os.environ.get("HF_TOKEN")
+    if path.is_file():
+        return path
+    try:
+        return download(f"https://huggingface.co/{repo}/resolve/main/{filename}", path, token=token)
+    except DataError as e:
+        raise DataError(f"{e}{'' if token else '; gated repos (meta-llama/...) also need HF_TOKEN'}") from None
+
+
+def read_jsonl(path):
+    """Yield (line number, dict) of a JSON-lines file; any defect is a DataError naming file:line."""
+    n, lineno = 0, 1
+    with open(path, "rb") as f:
+        for lineno in itertools.count(1):
+            raw = f.readline(MAX_LINE + 1)  # capped: a gigantic line cannot eat the memory
+            if not raw:
+                break
+            if len(raw) > MAX_LINE:
+                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE} bytes")
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start})") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            n += 1
+            yield lineno, obj
+    if n == 0:
+        raise DataError(f"{path}:{lineno}: no examples (the file is empty)")
+
+
+def _field(obj, key, where, kind=str):
+    """obj[key] checked for presence and type; `where` is 'file:line' for the message."""
+    value = obj
+    for k in key.split("."):  # "question.stem" reaches into nested objects
+        if not isinstance(value, dict) or k not in value:
+            raise DataError(f"{where}: field '{key}' is missing")
+        value = value[k]
+    if not isinstance(value, kind) or (kind is str and not value.strip()):
+        raise DataError(f"{where}: field '{key}' should be a non-empty {kind.__name__}, "
+                        f"got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+# -----------------------------------------------------------------------------
+# Answer checking. Numbers follow lm-evaluation-harness: the strict "#### N" form first, else
+# the last number in the text; commas, "$" and a trailing "." go; values compare numerically.
+
+NUMBER = r"-?\$?\d(?:[\d,]*\d)?(?:\.\d+)?"
+STRICT = re.compile(r"####\s*(" + NUMBER + ")")
+
+
+def normalize_number(s):
+    """'$1,000.00' -> '1000', '-3' -> '-3', '2.50' -> '2.5'; None if s is not a number."""
+    s = s.strip().replace(",", "").replace("$", "").replace("\u2212", "-").rstrip(".")
+    try:
+        d = Decimal(s)
+    except ArithmeticError:
+        return None
+    if not d.is_finite():
+        return None
+    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
+
+
+def extract_number(text):
+    text = text.replace("\u2212", "-")
+    m = STRICT.search(text)
+    found = [m.group(1)] if m else re.findall(NUMBER, text)
+    return normalize_number(found[-1]) if found else None
+
+
+def extract_letter(text, letters, choices=None):
+    """The chosen letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the one choice named."""
+    L = "".join(letters)
+    for pattern, which in [(rf"####\s*\(?([{L}])\b", 0), (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
+                           (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
+        found = re.findall(pattern, text)
+        if found:
+            return found[which]
+    if choices:
+        low = text.lower()
+        named = [l for l, c in zip(letters, choices) if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", low)]
+        if len(named) == 1:
+            return named[0]
+    return None
+
+
+# -----------------------------------------------------------------------------
+# A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, exact
+# fractions. Recursive descent over a token list; never eval().
+
+def calc(expr):
+    tokens = re.findall(r"\d+(?:\.\d*)?|\.\d+|[-+*/()]|\S", expr)
+    if len(tokens) > 200:
+        raise ValueError("expression too long")
+    pos = 0
+
+    def take(*ok):
+        nonlocal pos
+        if pos < len(tokens) and tokens[pos] in ok:
+            pos += 1
+            return tokens[pos - 1]
+
+    def factor():
+        nonlocal pos
+        if take("-"):
+            return -factor()
+        if take("+"):
+            return factor()
+        if take("("):
+            v = expression()
+            if not take(")"):
+                raise ValueError("missing )")
+            return v
+        if pos < len(tokens) and re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", tokens[pos]):
+            pos += 1
+            return Fraction(tokens[pos - 1])
+        raise ValueError(f"unexpected {tokens[pos] if pos < len(tokens) else 'end'} in {expr!r}")
+
+    def term():
+        v = factor()
+        while op := take("*", "/"):
+            r = factor()
+            if op == "/" and r == 0:
+                raise ValueError("division by zero")
+            v = v * r if op == "*" else v / r
+        return v
+
+    def expression():
+        v = term()
+        while op := take("+", "-"):
+            v = v + term() if op == "+" else v - term()
+        return v
+
+    value = expression()
+    if pos != len(tokens):
+        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
+    return value
+
+
+def _num(s):
+    n = normalize_number(s)
+    return None if n is None else Fraction(n)
+
+
+def _fmt(x):
+    return str(x.numerator) if x.denominator == 1 else f"{float(x):.2f}".rstrip("0").rstrip(".")
+
+
+# -----------------------------------------------------------------------------
+# Tasks: one small interface per data set.
+
+class Task:
+    name: str
+    splits: tuple[str, ...]   # the last one is the split we evaluate on
+
+    def load(self, split, data_dir=None):
+        if split not in self.splits:
+            raise DataError(f"{self.name} has no split {split!r}; splits: {', '.join(self.splits)}")
+        return self._load(split, data_dir)
+
+    def target(self, ex):
+        return f"{ex.rationale}\n#### {ex.answer}"
+
+    def _locate(self, split, data_dir, names):
+        """The split's file in data_dir (or data_dir/<task>), else downloaded into the cache."""
+        if data_dir is None:
+            url, sha = self.urls[split]
+            return download(url, cache_dir("data", self.name, names[0]), sha256=sha)
+        for d in (Path(data_dir), Path(data_dir) / self.name):
+            for name in names:
+                if (d / name).is_file():
+                    return d / name
+        raise DataError(f"no {self.name} {split} file ({' or '.join(names)}) in {data_dir} or {data_dir}/{self.name}")
+
+
+class NumberTask(Task):
+    """Word problems whose answer is a number: the reasoning ends with '#### N'."""
+
+    def extract(self, text):
+        return extract_number(text)
+
+    def is_correct(self, text, ex):
+        pred = self.extract(text)
+        return pred is not None and Decimal(pred) == Decimal(ex.answer)
+
+
+class GSM8K(NumberTask):
+    name, splits = "gsm8k", ("train", "test")
+    urls = {s: (f"https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{s}.jsonl",
+                sha) for s, sha in [("train", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
+                                    ("test", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14")]}
+    NOTE = re.compile(r"<<([^<>=]+)=([^<>]+)>>")                                 # <<48/2=24>>
+    SHOWN = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")                               # a number right after a note
+    MENTION = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\w,])|(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+
+    def __init__(self, keep_calculator=False):
+        self.keep_calculator = keep_calculator  # show the <<48/2=24>> notes to the model?
+
+    def strip(self, text):
+        return text if self.keep_calculator else self.NOTE.sub("", text)
+
+    def _load(self, split, data_dir):
+        path = self._locate(split, data_dir, [f"{split}.jsonl"])
+        out = []
+        for lineno, obj in read_jsonl(path):
+            where = f"{path}:{lineno}"
+            question, answer = _field(obj, "question", where), _field(obj, "answer", where)
+            if "####" not in answer:
+                raise DataError(f"{where}: field 'answer' has no final '#### N' line")
+            rationale, final = (s.strip() for s in answer.rsplit("####", 1))
+            gold = normalize_number(final)
+            if gold is None:
+                raise DataError(f"{where}: field 'answer': {final[:40]!r} after #### is not a number")
+            out.append(Example(question.strip(), self.strip(rationale), gold, id=f"{split}-{len(out)}",
+                               calc_rationale=rationale))
+        return out
+
+    def wrong_target(self, ex, rng):
+        """Slip one calculator step and carry the error through: plausible reasoning, wrong answer."""
+        text = ex.calc_rationale or ex.rationale
+        notes = list(self.NOTE.finditer(text))
+        for k in rng.sample(range(len(notes)), len(notes)):
+            slipped = self._slip(text, notes, k, ex.answer, rng)
+            if slipped:
+                return f"{self.strip(slipped[0])}\n#### {slipped[1]}"
+        # No note to slip (or none reaches the answer): change the final answer and its last mention.
+        gold = Fraction(ex.answer)
+        wrong = _fmt(gold + rng.choice([-2, -1, 1, 2, 10]) if gold > 2 else gold + rng.choice([1, 2, 10]))
+        mentions = [m for m in self.MENTION.finditer(text) if _num(m.group()) == gold]
+        if mentions:
+            m = mentions[-1]
+            text = text[:m.start()] + wrong + text[m.end():]
+        return f"{self.strip(text)}\n#### {wrong}"
+
+    def _slip(self, text, notes, k, gold, rng):
+        """Change note k's result, then redo every later note that uses a changed value.
+        Returns (text, wrong answer), or None when the slip does not reach the final answer."""
+        old = _num(notes[k].group(2))
+        if old is None:
+            return None
+        delta = Fraction(rng.choice([1, 2, 10]) * rng.choice([-1, 1]), 1 if old.denominator == 1 else 10)
+        changed = {old: old + delta if old + delta >= 0 or old < 0 else old + abs(delta)}  # value -> slipped
+
+        def carry(s):  # numbers (in prose or in an expression) that hold a changed value
+            return self.MENTION.sub(lambda m: _fmt(changed[v]) if (v := _num(m.group())) in changed
+                                    else m.group(), s)
+
+        out, pos = [text[:notes[k].start()]], notes[k].start()
+        for j, m in enumerate(notes[k:], start=k):
+            out.append(carry(text[pos:m.start()]))
+            expr, result = (m.group(1) if j == k else carry(m.group(1))), _num(m.group(2))
+            if result is None:
+                return None
+            if j == k:
+                value = changed[old]
+            elif expr == m.group(1):       # a step that uses no changed value keeps its result, and
+                changed.pop(result, None)  # later uses of that number refer to this step, not the slip
+                out.append(m.group())
+                pos = m.end()
+                continue
+            else:
+                try:
+                    value = changed[result] = calc(expr)
+                except (ValueError, ArithmeticError):
+                    return None
+            out.append(f"<<{expr}={_fmt(value)}>>")
+            pos = m.end()
+            shown = self.SHOWN.match(text, pos)  # the result as the prose shows it: '>>24 clips'
+            if shown and _num(shown.group()) == result:
+                out.append(("$" if shown.group().startswith("$") else "") + _fmt(value))
+                pos = shown.end()
+        out.append(carry(text[pos:]))
+        wrong = changed.get(Fraction(gold))
+        if wrong is None or Fraction(_fmt(wrong)) == Fraction(gold):
+            return None
+        return "".join(out), _fmt(wrong)
+
+
+class MultipleChoice(Task):
+    """Lettered choices inside the question; no gold rationale, so the target is an answer sentence."""
+    letters: str
+
+    def target(self, ex):
+        return self._sentence(ex, ex.answer)
+
+    def wrong_target(self, ex, rng):
+        return self._sentence(ex, rng.choice([l for l in self.letters[:len(ex.choices)] if l != ex.answer]))
+
+    def _sentence(self, ex, letter):
+        choice = ex.choices[self.letters.index(letter)].rstrip(".")
+        return f"The answer is ({letter}) {choice}.\n#### {letter}"
+
+    def extract(self, text, choices=None):
+        return extract_letter(text, self.letters, choices)
+
+    def is_correct(self, text, ex):
+        return self.extract(text, ex.choices) == ex.answer
+
+    def example(self, question, choices, answer, id):
+        lettered = " ".join(f"({l}) {c.strip()}" for l, c in zip(self.letters, choices))
+        return Example(f"{question.strip()}\n{lettered}", "", answer, [c.strip() for c in choices], id)
+
+
+class CommonsenseQA(MultipleChoice):
+    """5-way; test labels are hidden, so we evaluate on validation. No sha256 is published for the
+    s3 files: a download is checked by parsing it."""
+    name, splits, letters = "csqa", ("train", "validation"), "ABCDE"
+    urls = {"train": ("https://s3.amazonaws.com/commensenseqa/train_rand_split.jsonl", None),
+            "validation": ("https://s3.amazonaws.com/commensenseqa/dev_rand_split.jsonl", None)}
+    files = {"train": ["train_rand_split.jsonl", "train.jsonl"],
+             "validation": ["dev_rand_split.jsonl", "validation.jsonl", "dev.jsonl"]}
+
+    def _load(self, split, data_dir):
+        path = self._locate(split, data_dir, self.files[split])
+        out = []
+        for lineno, obj in read_jsonl(path):
+            where = f"{path}:{lineno}"
+            if isinstance(obj.get("question"), dict):   # upstream: question.stem, question.choices[{label, text}]
+                question = _field(obj, "question.stem", where)
+                choices = [c if isinstance(c, dict) else {} for c in _field(obj, "question.choices", where, list)]
+                labels, texts = [c.get("label") for c in choices], [c.get("text") for c in choices]
+            else:                                       # flattened: question, choices{label: [..], text: [..]}
+                question = _field(obj, "question", where)
+                labels, texts = _field(obj, "choices.label", where, list), _field(obj, "choices.text", where, list)
+            if labels != list(self.letters) or not all(isinstance(t, str) and t.strip() for t in texts):
+                raise DataError(f"{where}: field 'choices' should be five texts labelled A-E, got {labels}")
+            answer = _field(obj, "answerKey", where)
+            if answer not in tuple(self.letters):
+                raise DataError(f"{where}: field 'answerKey' should be one of A-E, got {answer!r}")
+            out.append(self.example(question, texts, answer, obj.get("id") or f"{split}-{len(out)}"))
+        return out
+
+
+class MMLU(MultipleChoice):
+    """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. MMLU has no training
+    split: like the paper we train on dev + validation and evaluate on test."""
+    name, splits, letters = "mmlu", ("train", "dev", "validation", "test"), "ABCD"
+    url = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"  # no published sha256
+    folders = {"dev": ("dev",), "validation": ("val", "validation"), "test": ("test",)}
+
+    def _load(self, split, data_dir):
+        if split == "train":
+            root = self._root(data_dir)
+            if not self._folder(root, "validation"):
+                warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
+                return self._load("dev", data_dir)
+            return self._load("dev", data_dir) + self._load("validation", data_dir)
+        root = self._root(data_dir)
+        folder = self._folder(root, split)
+        if folder is None:
+            raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in {root}, "
+                            f"{root}/mmlu or {root}/data")
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            raise DataError(f"{folder}: no .csv files")
+        return [ex for f in files for ex in self._read_csv(f, split)]
+
+    def _root(self, data_dir):
+        if data_dir is not None:
+            return Path(data_dir)
+        root = cache_dir("data", "mmlu")
+        if not (root / "data").is_dir():
+            tar = download(self.url, root / "data.tar")
+            with tempfile.TemporaryDirectory(dir=root) as tmp:  # all or nothing: unpack, then rename
+                _extract_tar(tar, tmp)
+                os.replace(Path(tmp) / "data", root / "data")
+            tar.unlink()
+        return root
+
+    def _folder(self, root, split):
+        for d in (root, root / "mmlu", root / "data"):
+            for name in self.folders[split]:
+                if (d / name).is_dir():
+                    return d / name
+        return None
+
+    def _read_csv(self, path, split):
+        subject = re.sub(r"_(dev|val|validation|test)$", "", path.stem)
+        out = []
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                for row in reader:
+                    where = f"{path}:{reader.line_num}"
+                    if len(row) != 6:
+                        raise DataError(f"{where}: expected 6 columns (question, A, B, C, D, answer), got {len(row)}")
+                    if row[5].strip() not in tuple(self.letters):
+                        raise DataError(f"{where}: field 'answer' should be one of A-D, got {row[5][:20]!r}")
+                    out.append(self.example(row[0], row[1:5], row[5].strip(), f"{subject}-{split}-{len(out)}"))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: malformed csv ({e})") from None
+        if not out:
+            raise DataError(f"{path}:1: no examples (the file is empty)")
+        return out
+
+
+def _extract_tar(tar_path, dest):
+    """Unpack regular files only, and only inside dest: no links, devices or '../' escapes."""
+    dest = Path(dest).resolve()
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            target = (dest / member.name).resolve()
+            if not member.isfile() or not target.is_relative_to(dest):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as src, open(target, "wb") as f:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)
+
+
+# -----------------------------------------------------------------------------
+# arith: GSM8K-style word problems generated offline, short enough for a ~1M-parameter model
+# trained from scratch on a CPU. A problem is a chain: start value, then 1-3 operations.
+# Train and test are disjoint by construction: a hash of the chain ("12-4+7") picks its split,
+# so no test chain (numbers and operations) is ever seen in training, under any names.
+
+ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
+ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long multiplication)
+ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
+ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
+ARITH_SIZES = {"train": 20_000, "test": 500}
+ARITH_TEST_SHARE = 10                # one chain in 10 belongs to test
+ARITH_SEED = 1234
+
+NAMES = {"Ann": "She", "Mia": "She", "Zoe": "She", "Lily": "She", "Emma": "She", "Sara": "She",
+         "Ben": "He", "Tom": "He", "Sam": "He", "Max": "He", "Leo": "He", "Jack": "He"}
+ITEMS = ("pens", "apples", "coins", "cards", "books", "stickers", "marbles", "eggs", "shells", "stamps",
+         "cookies", "toys")
+BOXES = ("box", "bag", "jar", "basket")
+# Two scenes; {n} name, {p} pronoun, {x} items, {c} container, {a} start value, {b} operand.
+SCENES = [
+    dict(start=("{n} has {a} {x} .", "{n} starts with {a} {x} ."),
+         ops={"+": ("{p} buys {b} more .", "{p} finds {b} more .", "{p} gets {b} more ."),
+              "-": ("{p} gives away {b} .", "{p} loses {b} .", "{p} sells {b} ."),
+              "*": ("{p} then has {b} times as many .", "{p} ends up with {b} times as many ."),
+              "/": ("{p} keeps one in every {b} .", "{p} keeps only one in {b} .")},
+         ask=("How many {x} does {n} have ?", "How many {x} does {n} have now ?")),
+    dict(start=("A {c} has {a} {x} .", "There are {a} {x} in a {c} ."),
+         ops={"+": ("{b} more are put in .", "{b} more are added ."),
+              "-": ("{b} are taken out .", "{b} are removed ."),
+              "*": ("Then there are {b} times as many .", "The {c} then holds {b} times as many ."),
+              "/": ("Only one in every {b} is kept .", "Just one in every {b} stays .")},
+         ask=("How many {x} are in the {c} ?", "How many {x} are in the {c} now ?")),
+]
+STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+
+
+def _apply(op, v, b):
+    """v op b, or None when the result is not a whole number in 0..ARITH_MAX_VALUE."""
+    if op == "/":
+        r = v // b if b and v % b == 0 else -1
+    else:
+        r = v + b if op == "+" else v - b if op == "-" else v * b
+    return r if 0 <= r <= ARITH_MAX_VALUE else None
+
+
+def _arith_operands(op, v):
+    """The operands b that give a result >= 1 (from 2: x1 and /1 teach nothing, '1 are' is bad English)."""
+    bs = range(2, (ARITH_MAX_FACTOR if op in "*/" else ARITH_MAX_OPERAND) + 1)
+    return [b for b in bs if (r := _apply(op, v, b)) is not None and r >= 1]
+
+
+def arith_split(steps):
+    """'train' or 'test', from a hash of the chain alone (start value, operations, operands)."""
+    chain = str(steps[0][0]) + "".join(f"{op}{b}" for _, op, b, _ in steps)
+    return "test" if int(hashlib.sha256(chain.encode()).hexdigest(), 16) % ARITH_TEST_SHARE == 0 else "train"
+
+
+def arith_problem(rng):
+    """One random problem: (question, steps [(a, op, b, result)...])."""
+    n_ops = rng.choices(list(ARITH_OPS_MIX), weights=list(ARITH_OPS_MIX.values()))[0]
+    v, steps = rng.randint(2, ARITH_MAX_OPERAND), []
+    for _ in range(n_ops):
+        options = {op: bs for op in "+-*/" if (bs := _arith_operands(op, v))}
+        op = rng.choice(list(options))
+        b = rng.choice(options[op])
+        steps.append((v, op, b, _apply(op, v, b)))
+        v = steps[-1][3]
+    scene, name = rng.choice(SCENES), rng.choice(list(NAMES))
+    words = dict(n=name, p=NAMES[name], x=rng.choice(ITEMS), c=rng.choice(BOXES), a=steps[0][0])
+    text = [rng.choice(scene["start"]).format(**words)]
+    text += [rng.choice(scene["ops"][op]).format(b=b, **words) for _, op, b, _ in steps]
+    text.append(rng.choice(scene["ask"]).format(**words))
+    return " ".join(text), steps
+
+
+def _arith_example(question, steps, id):
+    rationale = "\n".join(f"{a} {op} {b} = {r}" for a, op, b, r in steps)
+    return Example(question, rationale, str(steps[-1][3]), id=id, n_ops=len(steps))
+
+
+@functools.lru_cache(maxsize=8)
+def generate_arith(split, n, seed=ARITH_SEED):
+    """n problems of one split, the same ones for the same seed."""
+    rng, out = random.Random(f"arith-{split}-{seed}"), []
+    while len(out) < n:
+        question, steps = arith_problem(rng)
+        if arith_split(steps) == split:
+            out.append(_arith_example(question, steps, f"{split}-{len(out)}"))
+    return tuple(out)
+
+
+class Arith(NumberTask):
+    name, splits = "arith", ("train", "test")
+
+    def _load(self, split, data_dir):
+        return list(generate_arith(split, ARITH_SIZES[split]))
+
+    def wrong_target(self, ex, rng):
+        """One step slips (off by a little, or the wrong operation); later steps carry the error."""
+        steps = [(int(a), op, int(b), int(r)) for a, op, b, r in STEP.findall(ex.rationale)]
+        if not steps:  # not one of ours: just a wrong final answer
+            return f"{ex.rationale}\n#### {int(ex.answer) + 1}"
+        for _ in range(20):
+            i = rng.randrange(len(steps))
+            a, op, b, r = steps[i]
+            if rng.random() < 0.5:
+                op = rng.choice([o for o in "+-*/" if o != op])
+                slip = _apply(op, a, b)
+            else:
+                slip = r + rng.choice([-2, -1, 1, 2])
+            if slip is None or slip == r or not 0 <= slip <= ARITH_MAX_VALUE:
+                continue
+            new, v = steps[:i] + [(a, op, b, slip)], slip
+            for _, op2, b2, _ in steps[i + 1:]:
+                nxt = _apply(op2, v, b2)
+                if nxt is None:
+                    break
+                new.append((v, op2, b2, nxt))
+                v = nxt
+            else:
+                if str(v) != ex.answer:
+                    return self.target(_arith_example("", new, ""))
+        a, op, b, r = steps[-1]  # always possible: the last step off by one
+        return self.target(_arith_example("", steps[:-1] + [(a, op, b, r + 1)], ""))
+
+
+_TASKS = {"arith": Arith, "gsm8k": GSM8K, "csqa": CommonsenseQA, "mmlu": MMLU}
+
+
+def get_task(name, **options):
+    if isinstance(name, Task):
+        return name
+    if name not in _TASKS:
+        raise DataError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    return _TASKS[name](**options)
+
+
+def load_task(name, split, data_dir=None):
+    return get_task(name).load(split, data_dir)
+
+
+def extract_answer(task, text):
+    return get_task(task).extract(text)
+
+
+def is_correct(task, text, example):
+    return get_task(task).is_correct(text, example)
+
+
+# -----------------------------------------------------------------------------
+# Tokenizers: tiktoken encodings with the few facts the rest of the code needs.
+
+class Tokenizer:
+    """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot, bos,
+    stop ids, whether a chat template exists, and `name`: the spec get_tokenizer() rebuilds it from."""
+
+    def __init__(self, enc, name, eot, bos=None, chat=False, stop_ids=()):
+        self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
+        self.n_vocab = enc.n_vocab
+        self.stop_ids = set(stop_ids) | {eot}
+
+    def encode(self, text):
+        return self.enc.encode_ordinary(text)  # "<|endoftext|>" in text is text, never the special id
+
+    def decode(self, ids):
+        return self.enc.decode(ids)
+
+    def special(self, name):
+        if name not in self.enc.special_tokens_set:
+            raise KeyError(f"tokenizer {self.name} has no special token {name}")
+        return self.enc.encode_single_token(name)
+
+
+class ArithTokenizer(Tokenizer):
+    """Whole words and numbers as single tokens. One trick keeps the vocabulary small: a newline
+    followed by text is the token <|nl|> followed by that text with a leading space, so the
+    number that starts a line ('8' in '= 8\\n8 + 7') is the same token ' 8' as everywhere else."""
+    NL = re.compile(r"\n(?=\S)")
+
+    def __init__(self, enc, name, eot):
+        super().__init__(enc, name, eot)
+        self.nl = enc.encode_single_token("<|nl|>")
+
+    def encode(self, text):
+        first, *rest = self.NL.split(text)
+        ids = self.enc.encode_ordinary(first)
+        for part in rest:
+            ids += [self.nl] + self.enc.encode_ordinary(" " + part)
+        return ids
+
+    def decode(self, ids):
+        out, glue = bytearray(), False
+        for i in ids:
+            if i == self.nl:
+                out += b"\n"
+                glue = True
+                continue
+            b = self.enc.decode_single_token_bytes(i)
+            out += b[1:] if glue and b.startswith(b" ") else b
+            glue = False
+        return out.decode("utf-8", errors="replace")
+
+
+@functools.lru_cache(maxsize=None)
+def arith_tokenizer():
+    texts = [t for s in SCENES for group in (s["start"], s["ask"], *s["ops"].values()) for t in group]
+    texts += [*NAMES, *NAMES.values(), *ITEMS, *BOXES, "Question Answer Partner I agree disagree The answer is",
+              "Other agents answered Agent Use their reasoning as advice and answer again"]  # eval.py's debate
+    words = sorted({w for t in texts for w in re.findall(r"[A-Za-z]+", t)})
+    pieces = [f" {i}" for i in range(ARITH_MAX_VALUE + 1)]
+    pieces += [p for w in words + list(".?:=+-*/,()") + ["####"] for p in (w, " " + w)]
+    ranks = {bytes([i]): i for i in range(256)}
+    for p in pieces:
+        ranks.setdefault(p.encode(), len(ranks))
+    enc = tiktoken.Encoding("arith", pat_str=r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+",
+                            mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": len(ranks), "<|nl|>": len(ranks) + 1})
+    return ArithTokenizer(enc, "arith", eot=len(ranks))
+
+
+@functools.lru_cache(maxsize=None)
+def byte_tokenizer():
+    enc = tiktoken.Encoding("byte", pat_str=r"\S+|\s+", mergeable_ranks={bytes([i]): i for i in range(256)},
+                            special_tokens={"<|endoftext|>": 256})
+    return Tokenizer(enc, "byte", eot=256)
+
+
+@functools.lru_cache(maxsize=None)
+def gpt2_tokenizer():
+    try:
+        enc = tiktoken.get_encoding("gpt2")
+    except Exception as e:  # tiktoken fetches its BPE files once; offline that fails in many ways
+        raise DataError(f"could not load the GPT-2 BPE files ({type(e).__name__}); set TIKTOKEN_CACHE_DIR "
+                        f"to a folder that holds them") from None
+    return Tokenizer(enc, "gpt2", eot=enc.eot_token)
+
+
+# Meta's Llama 3 tokenizer: the pre-tokenizer regex and the 256 special tokens after the BPE ranks.
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
+                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
+LLAMA3_SPECIALS += [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(LLAMA3_SPECIALS))]
+
+
+def llama3_tokenizer(model_file, name, chat):
+    """tokenizer.model: one 'base64-token rank' per line. Parsed here rather than with
+    tiktoken.load.load_tiktoken_bpe, which caches local files by path (a changed file reads stale)."""
+    ranks = {}
+    with open(model_file, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                token, rank = line.split()
+                ranks[base64.b64decode(token, validate=True)] = int(rank)
+            except ValueError:
+                raise DataError(f"{model_file}:{lineno}: expected 'base64-token rank'") from None
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise DataError(f"{model_file}: ranks are not 0..{len(ranks) - 1} without gaps")
+    specials = {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
+    enc = tiktoken.Encoding(f"llama3:{name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
+                            special_tokens=specials)
+    eot = specials["<|eot_id|>" if chat else "<|end_of_text|>"]
+    stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
+    return Tokenizer(enc, name, eot=eot, bos=specials["<|begin_of_text|>"], chat=chat, stop_ids=stops)
+
+
+def get_tokenizer(name_or_dir, chat=None):
+    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, or a GPT-2
+    config.json) or a hub repo. Llama 3 gets the chat template when its name contains 'instruct'
+    (Meta's naming: Llama-3.2-1B-Instruct); `chat` overrides that rule."""
+    spec = str(name_or_dir)
+    if spec == "arith":
+        return arith_tokenizer()
+    if spec == "byte":
+        return byte_tokenizer()
+    if re.fullmatch(r"(openai-community/)?(gpt2|distilgpt2|gpt2-(medium|large|xl))", spec):
+        return gpt2_tokenizer()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
+            if f.is_file():
+                named = "/".join(path.resolve().parts[-2:]).lower()  # '.../Llama-3.2-1B-Instruct[/original]'
+                return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
+        if _model_type(path / "config.json") == "gpt2":
+            return gpt2_tokenizer()
+        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model or GPT-2 config.json")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
+        if _model_type(hub_file(spec, "config.json")) == "gpt2":
+            return gpt2_tokenizer()
+        return llama3_tokenizer(hub_file(spec, "original/tokenizer.model"), spec,
+                                "instruct" in spec.lower() if chat is None else chat)
+    raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory or a hub repo")
+
+
+def _model_type(config_path):
+    if not config_path.is_file():
+        return None
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        raise DataError(f"{config_path}: not a JSON object") from None
+
+
+# -----------------------------------------------------------------------------
+# Batches: sequences of (text or token ids, trainable) segments -> padded idx and masked targets.
+
+def make_batch(tok, sequences, block_size):
+    """idx (B, T) and targets (B, T), T = the longest sequence: targets keep a token only where it
+    belongs to a trainable segment, else -100. Too long: cut the left of the untrained prefix."""
+    if not sequences:
+        raise ValueError("make_batch needs at least one sequence")
+    rows = []
+    for seq in sequences:
+        ids, train = [], []
+        for part, trainable in seq:
+            t = tok.encode(part) if isinstance(part, str) else [int(i) for i in part]
+            ids += t
+            train += [bool(trainable)] * len(t)
+        excess = len(ids) - (block_size + 1)
+        if excess > 0:
+            first = max(train.index(True) if True in train else len(ids), 1)  # first supervised position
+            if excess > first - 1:  # keep one token of context before the first target
+                raise ValueError(f"a training sequence's trainable part ({len(ids) - first + 1} tokens with its "
+                                 f"context) does not fit in block_size {block_size}; refusing to cut the target")
+            ids, train = ids[excess:], train[excess:]
+        if len(ids) < 2:
+            raise ValueError("a training sequence needs at least 2 tokens")
+        rows.append((ids, train))
+    T = max(len(ids) for ids, _ in rows) - 1
+    idx = torch.full((len(rows), T), tok.eot, dtype=torch.long)
+    targets = torch.full((len(rows), T), -100, dtype=torch.long)
+    for r, (ids, train) in enumerate(rows):
+        idx[r, :len(ids) - 1] = torch.tensor(ids[:-1])
+        targets[r, :len(ids) - 1] = torch.tensor([t if m else -100 for t, m in zip(ids[1:], train[1:])])
+    return idx, targets
+
+
+def iterate_batches(n, batch_size, seed, rank=0, world_size=1):
+    """Endless index lists: a fresh permutation per epoch from (seed, epoch), cut into global
+    batches of batch_size * world_size (an incomplete tail is dropped); each rank gets its slice."""
+    step = batch_size * world_size
+    if not 0 <= rank < world_size or batch_size < 1:
+        raise ValueError(f"bad batch layout: batch_size {batch_size}, rank {rank} of {world_size}")
+    if n < step:
+        raise ValueError(f"{n} examples cannot fill one batch of {batch_size} x {world_size} ranks")
+
+    def batches():
+        for epoch in itertools.count():
+            perm = random.Random(f"{seed}-{epoch}").sample(range(n), n)
+            for start in range(0, n - step + 1, step):
+                yield perm[start + rank * batch_size: start + (rank + 1) * batch_size]
+    return batches()
