@@ -1,1 +1,398 @@
-"""saie.py (work in progress)."""
+"""
+Train a learner with SAIE: a warm-up of plain fine-tuning, then discussions with a
+frozen partner whose remarks support or oppose the learner's answers; the learner is
+updated on the transcripts, the target of its next turn being the gold answer.
+The baseline is plain fine-tuning (SFT) from the same warm-up, same data and steps.
+
+The embedded default (CPU, a few minutes: task `arith`, a ~1M-parameter GPT from
+scratch, warm-up, then SFT and SAIE from the same warm-up, then evaluation of both):
+    python saie.py
+
+One GPU, GSM8K, GPT-2 as learner and partner:
+    python saie.py --task gsm8k --init gpt2
+
+Several GPUs (each rank discusses its own shard of every batch):
+    torchrun --standalone --nproc_per_node=8 saie.py --task gsm8k --init gpt2
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import data
+import discuss
+import eval as evaluation
+from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+
+# Defaults that depend on whether we train a tiny model from scratch (arith) or fine-tune
+# pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
+PRESETS = {
+    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=1000, steps=300, max_turn_tokens=40,
+                    block_size=256, eval_limit=300, log_every=50),
+    "pretrained": dict(batch_size=8, lr=2e-5, warmup_steps=500, steps=1000, max_turn_tokens=256,
+                       block_size=1024, eval_limit=500, log_every=10),
+}
+
+# -----------------------------------------------------------------------------
+# Command line
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # task and models
+    p.add_argument("--task", default="arith", choices=data.TASKS)
+    p.add_argument("--data-dir", default=None, help="local copy of the task's files (else downloaded)")
+    p.add_argument("--init", default=None, help="the learner's start: 'scratch' or a model name/dir "
+                   "(default: scratch for arith, gpt2 otherwise)")
+    p.add_argument("--partner", default=None, help="partner model name/dir/checkpoint "
+                   "(default: a frozen copy of the warm-up checkpoint)")
+    p.add_argument("--n-layer", type=int, default=4, help="scratch model: layers")
+    p.add_argument("--n-head", type=int, default=4, help="scratch model: attention heads")
+    p.add_argument("--n-embd", type=int, default=128, help="scratch model: width")
+    p.add_argument("--block-size", type=int, default=None, help="scratch model: context length")
+    # method
+    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft"],
+                   help="compare = SFT and SAIE from the same warm-up, then evaluate both")
+    p.add_argument("--stance", default=None, choices=["both", "support", "oppose"],
+                   help="the partner's stance per question (default both: 50/50 with the seed)")
+    p.add_argument("--rounds", type=int, default=None, help="discussion rounds per question (default 1)")
+    p.add_argument("--temperature", type=float, default=0.7, help="learner sampling in discussions")
+    p.add_argument("--plain-weight", type=float, default=1.0,
+                   help="loss weight of the plain question -> gold pairs in a SAIE batch")
+    p.add_argument("--max-turn-tokens", type=int, default=None, help="longest turn in a discussion")
+    # warm-up
+    p.add_argument("--warmup-frac", type=float, default=0.2, help="share of the train split for warm-up")
+    p.add_argument("--warmup-steps", type=int, default=None)
+    # optimization
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
+    p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr-ramp", type=float, default=0.05, help="share of steps of linear LR ramp-up")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    # evaluation
+    p.add_argument("--eval-limit", type=int, default=None, help="test questions evaluated at the end")
+    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of the final self-discussion")
+    # system
+    p.add_argument("--out", default="out")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="autocast dtype (default bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the learner's training forward")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    args = p.parse_args(argv)
+
+    if args.init is None:
+        args.init = "scratch" if args.task == "arith" else "gpt2"
+    for k, v in PRESETS["scratch" if args.init == "scratch" else "pretrained"].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.method == "sft" and (args.stance or args.rounds or args.partner):
+        p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
+    args.stance = args.stance or "both"
+    args.rounds = 1 if args.rounds is None else args.rounds
+    for name in ("rounds", "steps", "warmup_steps", "batch_size", "grad_accum", "max_turn_tokens",
+                 "eval_limit", "eval_rounds", "log_every", "ckpt_every", "block_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.warmup_frac < 1:
+        p.error("--warmup-frac must be between 0 and 1")
+    if args.dtype is None:
+        args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
+    return args
+
+
+# -----------------------------------------------------------------------------
+# Distributed setup: torchrun sets RANK/WORLD_SIZE; NCCL on GPU, gloo on CPU.
+
+def setup_distributed(args):
+    if "RANK" not in os.environ:
+        return 0, 1
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if args.device.startswith("cuda"):
+        args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(args.device)
+    dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    return rank, world
+
+
+def log(rank, *msg):
+    if rank == 0:
+        print(*msg, flush=True)
+
+
+# -----------------------------------------------------------------------------
+# Batches: generators that yield (sequences, row weights, stats) for one micro-step.
+# SAIE's batches are discussions generated with the *current* learner, so the teaching
+# signal follows the learner's evolving answers.
+
+def sft_batches(tok, task, examples, args, rank, world, start, remarks):
+    """Plain fine-tuning: question -> gold. In warm-up a base partner also learns to remark."""
+    for i, idx in enumerate(data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)):
+        if i < start:
+            continue  # resume: the index stream is deterministic, skip what was consumed
+        exs = [examples[j] for j in idx]
+        seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
+        if remarks:
+            seqs += discuss.remark_sequences(tok, task, exs, random.Random(f"{args.seed}-remark-{i}"))
+        yield seqs, [1.0] * len(seqs), {}
+
+
+def saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path):
+    """Discuss each question of the batch, then train the learner's next turn on the gold answer."""
+    for i, idx in enumerate(data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)):
+        if i < start:
+            continue
+        exs = [examples[j] for j in idx]
+        seed = hash_seed(args.seed, i, rank)
+        stances = discuss.stances_for(len(exs), args.stance, random.Random(seed))
+        trs = discuss.discuss(learner, partner, task, exs, stances, args.rounds, seed=seed)
+        if transcripts_path:
+            with open(transcripts_path, "a") as f:
+                f.writelines(tr.to_json(step=i) + "\n" for tr in trs)
+        seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(trs, exs)]
+        seqs += [discuss.answer_sequence(tok, task, ex) for ex in exs]
+        stats = {"learner_acc": sum(task.is_correct(tr.turns[0].text, ex) for tr, ex in zip(trs, exs)) / len(exs),
+                 "aligned": discuss.stance_alignment(trs)}
+        yield seqs, [1.0] * len(exs) + [args.plain_weight] * len(exs), stats
+
+
+def hash_seed(*parts):
+    return random.Random("-".join(map(str, parts))).getrandbits(31)
+
+
+# -----------------------------------------------------------------------------
+# The optimization loop, nanoGPT-style: AdamW with decay on 2-D weights only,
+# linear ramp-up then cosine LR, gradient accumulation, clipping, bf16 autocast.
+
+def weighted_loss(logits, targets, weights):
+    """Mean next-token cross-entropy over supervised tokens, each row weighted."""
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
+                         reduction="none").view_as(targets)
+    w = weights[:, None] * (targets != -100)
+    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+
+
+def make_optimizer(model, args, device):
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), fused=device.startswith("cuda"))
+
+
+def lr_at(step, steps, args):
+    ramp = max(1, int(args.lr_ramp * steps))
+    if step < ramp:
+        return args.lr * (step + 1) / ramp
+    progress = (step - ramp) / max(1, steps - ramp)
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # down to lr / 10
+
+
+def trim_jsonl(path, last_step):
+    """On resume, drop lines written after the checkpoint we resume from (no duplicates)."""
+    if not path.exists():
+        return
+    keep = [l for l in path.read_text().splitlines(True) if l.strip() and json.loads(l)["step"] < last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
+def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
+    """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model."""
+    out = Path(args.out) / phase
+    ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
+    opt = make_optimizer(model, args, args.device)
+    start = 0
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start = ck["step"]
+        log(rank, f"{phase}: resuming at step {start}/{steps} from {ckpt_path}")
+    if start >= steps:
+        return model
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        trim_jsonl(metrics_path, start)  # metrics count optimizer steps, transcripts micro-batches
+        trim_jsonl(out / "transcripts.jsonl", start * args.grad_accum)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[args.device] if
+                                                        args.device.startswith("cuda") else None)
+    fwd = torch.compile(net) if args.compile else net
+    autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype)) if args.device.startswith("cuda")
+                and args.dtype != "float32" else nullcontext())
+    batches = make_batches(start * args.grad_accum)
+
+    def checkpoint(step):
+        if rank == 0:
+            save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=step,
+                            args=vars(args), **extra)
+
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    t0, tokens, step = time.time(), 0, start
+    try:
+        for step in range(start, steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps, args)
+            total, stats = 0.0, {}
+            for micro in range(args.grad_accum):
+                seqs, weights, stats = next(batches)
+                idx, targets = data.make_batch(tok, seqs, model.config.block_size)
+                idx, targets = idx.to(args.device), targets.to(args.device)
+                weights = torch.tensor(weights, device=args.device)
+                if world > 1:  # sync gradients only on the last micro-step (set before forward)
+                    net.require_backward_grad_sync = micro == args.grad_accum - 1
+                with autocast:
+                    logits, _ = fwd(idx)
+                    loss = weighted_loss(logits, targets, weights) / args.grad_accum
+                loss.backward()
+                total += loss.item()
+                tokens += idx.numel() * world
+            if not math.isfinite(total):
+                raise SystemExit(f"{phase}: loss is {total} at step {step}; stopping. "
+                                 f"The last good checkpoint is {ckpt_path}. Try a lower --lr.")
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            done = step + 1
+            if rank == 0:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"], **stats}) + "\n")
+            if done % args.log_every == 0 or done == steps:
+                dt = time.time() - t0
+                eta = dt / (done - start) * (steps - done)
+                extras = "".join(f" | {k} {v:.2f}" for k, v in stats.items())
+                log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | lr {opt.param_groups[0]['lr']:.1e}"
+                          f" | {tokens / dt:,.0f} tok/s{extras} | eta {eta:.0f}s")
+            if done % args.ckpt_every == 0 or done == steps:
+                checkpoint(done)
+            if interrupted:
+                checkpoint(done)
+                log(rank, f"{phase}: interrupted; checkpoint written at step {done}. Continue with --resume.")
+                raise SystemExit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if world > 1:  # DDP keeps replicas identical; check it rather than trust it
+        checksum = torch.stack([p.detach().float().sum() for p in model.parameters()]).sum().reshape(1)
+        sums = [torch.zeros_like(checksum) for _ in range(world)]
+        dist.all_gather(sums, checksum)
+        log(rank, f"{phase}: ranks agree on weights: {all(torch.equal(s, sums[0]) for s in sums)}")
+    return model
+
+
+# -----------------------------------------------------------------------------
+# The run: warm-up, then SFT and/or SAIE from the warm-up checkpoint, then evaluation.
+
+def build_model(args):
+    if args.init == "scratch":
+        tok = data.get_tokenizer("arith" if args.task == "arith" else "gpt2")
+        cfg = GPTConfig(family="gpt2", vocab_size=tok.n_vocab, block_size=args.block_size,
+                        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+        model = GPT(cfg)
+        model.tokenizer_spec = tok.name
+        return model
+    return GPT.from_pretrained(args.init, dtype=torch.float32, device="cpu")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world = setup_distributed(args)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    out = Path(args.out)
+    if rank == 0 and out.exists() and any(out.glob("*/ckpt.pt")) and not args.resume:
+        sys.exit(f"saie.py: error: {out} already holds checkpoints; pass --resume to continue them "
+                 f"or choose another --out")
+
+    task = data.get_task(args.task)
+    train_set = task.load("train", args.data_dir)
+    test_set = task.load(task.splits[-1], args.data_dir)[: args.eval_limit]
+    n_warm = int(len(train_set) * args.warmup_frac)
+    shuffled = random.Random(args.seed).sample(train_set, len(train_set))
+    warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
+
+    # Warm-up: plain fine-tuning on a subset; a base partner also learns the remark format here.
+    model = build_model(args)
+    tok = data.get_tokenizer(model.tokenizer_spec)
+    model.to(args.device)
+    remarks = not tok.chat
+    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main / {len(test_set)} test questions; "
+              f"learner {model.num_params() / 1e6:.2f}M parameters on {args.device} x{world}")
+    model = train("warmup", model, lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks),
+                  args.warmup_steps, tok, args, rank, world, {"remarks": remarks})
+    warm_state = copy.deepcopy(model.state_dict())
+
+    # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
+    if args.partner:
+        partner = GPT.from_pretrained(args.partner, device=args.device)
+        ptok = data.get_tokenizer(partner.tokenizer_spec)
+    else:
+        partner, ptok = copy.deepcopy(model), tok
+    partner.requires_grad_(False).eval()
+    partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens)
+
+    methods = ["sft", "saie"] if args.method == "compare" else [args.method]
+    trained = {}
+    for method in methods:
+        model.load_state_dict(warm_state)  # every method starts from the same warm-up
+        extra = {"remarks": remarks, "method": method}
+        if method == "sft":
+            make = lambda s: sft_batches(tok, task, main_set, args, rank, world, s, False)
+        else:
+            learner = discuss.Speaker(model, tok, args.max_turn_tokens, temperature=args.temperature)
+            path = out / "saie" / "transcripts.jsonl" if rank == 0 else None
+            make = lambda s: saie_batches(learner, partner_speaker, tok, task, main_set, args, rank, world, s, path)
+        train(method, model, make, args.steps, tok, args, rank, world, extra)
+        trained[method] = copy.deepcopy(model.state_dict())
+
+    if rank == 0:
+        report(args, model, tok, task, test_set, trained)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def report(args, model, tok, task, test_set, trained):
+    """Evaluate each trained learner alone and in self-discussion; print a table, write a report."""
+    out, results = Path(args.out), []
+    for method, state in trained.items():
+        model.load_state_dict(state)
+        for mode in ("single", "self"):
+            r = evaluation.evaluate(model, tok, task, test_set, mode=mode, rounds=args.eval_rounds,
+                                    max_new_tokens=args.max_turn_tokens, seed=args.seed)
+            r["method"] = method
+            evaluation.save(r, out / "eval" / f"{method}-{mode}")
+            results.append(r)
+    print(f"\n| method | alone | self-discussion ({args.eval_rounds} round) | remark alignment |")
+    print("|---|---|---|---|")
+    for method in trained:
+        alone, self_ = (next(r for r in results if r["method"] == method and r["mode"] == m)
+                        for m in ("single", "self"))
+        print(f"| {method} | {alone['accuracy']:.1%} | {self_['accuracy']:.1%} | {self_['alignment']:.1%} |")
+    evaluation.write_json(out / "results.json", {"args": vars(args), "results": [
+        {k: v for k, v in r.items() if k != "predictions"} for r in results]})
+    evaluation.write_report(results, out / "report.html")
+    print(f"\nwrote {out / 'results.json'}, {out / 'report.html'}, {out}/eval/*/predictions.jsonl, "
+          f"checkpoints {out}/*/ckpt.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""
+What a SAIE step costs next to an SFT step on the same batch.
+
+One SAIE step = the learner's turns (one batched generate call) + the partner's remarks
+(another) + one AdamW update on the discussion and plain sequences. One SFT step = the
+update on the plain sequences alone. Random weights never emit their end-of-turn token,
+so every turn runs to --turn-tokens: the worst case.
+
+    python bench/discuss.py                      # tiny (the arith default) and GPT-2 124M shapes, CPU
+    python bench/discuss.py --shapes tiny --steps 5
+    python bench/discuss.py --device cuda --dtype bfloat16
+"""
+import argparse
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if (ROOT.parent / "shared" / "tiktoken_cache").is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
+
+import torch
+
+import data
+import discuss
+from model import GPT, GPTConfig
+from saie import weighted_loss
+
+SHAPES = {  # name: (tokenizer, model config kwargs)
+    "tiny": ("arith", dict(n_layer=4, n_head=4, n_embd=128, block_size=256)),
+    "124M": ("gpt2", dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)),
+}
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def update(model, opt, tok, seqs, weights, device, autocast):
+    idx, targets = data.make_batch(tok, seqs, model.config.block_size)
+    idx, targets = idx.to(device), targets.to(device)
+    with autocast:
+        logits, _ = model(idx)
+        loss = weighted_loss(logits, targets, torch.tensor(weights, device=device))
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def bench(shape, args):
+    tok_name, kw = SHAPES[shape]
+    tok, task = data.get_tokenizer(tok_name), data.get_task("arith")
+    torch.manual_seed(0)
+    learner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
+    partner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
+    partner.requires_grad_(False).eval()
+    opt = torch.optim.AdamW(learner.parameters(), lr=1e-4)
+    autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype)) if args.device.startswith("cuda")
+                and args.dtype != "float32" else nullcontext())
+    examples = task.load("train")[: args.batch_size]
+    lspk = discuss.Speaker(learner, tok, args.turn_tokens, temperature=0.7)
+    pspk = discuss.Speaker(partner, tok, args.turn_tokens)
+    stances = discuss.stances_for(len(examples), "both", random.Random(0))
+    plain = [discuss.answer_sequence(tok, task, ex) for ex in examples]
+
+    t_gen = t_saie_update = t_sft = 0.0
+    for step in range(args.steps + 1):  # the first step warms up and is not counted
+        sync(args.device); t0 = time.perf_counter()
+        trs = discuss.discuss(lspk, pspk, task, examples, stances, rounds=1, seed=step)
+        sync(args.device); t1 = time.perf_counter()
+        seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(trs, examples)] + plain
+        update(learner, opt, tok, seqs, [1.0] * len(seqs), args.device, autocast)
+        sync(args.device); t2 = time.perf_counter()
+        update(learner, opt, tok, plain, [1.0] * len(plain), args.device, autocast)
+        sync(args.device); t3 = time.perf_counter()
+        if step:
+            t_gen, t_saie_update, t_sft = t_gen + t1 - t0, t_saie_update + t2 - t1, t_sft + t3 - t2
+    n = args.steps
+    saie = (t_gen + t_saie_update) / n
+    print(f"{shape:>5} | {learner.num_params() / 1e6:7.2f}M | batch {args.batch_size} | turns {args.turn_tokens} tok"
+          f" | SFT step {t_sft / n * 1e3:8.1f} ms | SAIE step {saie * 1e3:8.1f} ms"
+          f" (generation {t_gen / n / saie:.0%}, update {t_saie_update / n / saie:.0%})"
+          f" | overhead SAIE/SFT {saie / (t_sft / n):.1f}x", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=["tiny", "124M"], choices=SHAPES)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--turn-tokens", type=int, default=64)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    args = p.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
+    for shape in args.shapes:
+        bench(shape, args)
+
+
+if __name__ == "__main__":
+    main()
