@@ -300,8 +300,8 @@ class NumberTask(Task):
         return extract_number(text)
 
     def is_correct(self, text, ex):
-        pred = self.extract(text)
-        return pred is not None and Decimal(pred) == Decimal(ex.answer)
+        pred, gold = self.extract(text), normalize_number(ex.answer)
+        return pred is not None and gold is not None and Decimal(pred) == Decimal(gold)
 
 
 class GSM8K(NumberTask):
