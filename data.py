@@ -540,7 +540,7 @@ ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
 ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long multiplication)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 20_000, "test": 500}
+ARITH_SIZES = {"train": 100_000, "test": 500}
 ARITH_TEST_SHARE = 10                # one chain in 10 belongs to test
 ARITH_SEED = 1234
 

@@ -4,9 +4,14 @@ frozen partner whose remarks support or oppose the learner's answers; the learne
 updated on the transcripts, the target of its next turn being the gold answer.
 The baseline is plain fine-tuning (SFT) from the same warm-up, same data and steps.
 
-The embedded default (CPU, a few minutes: task `arith`, a ~1M-parameter GPT from
-scratch, warm-up, then SFT and SAIE from the same warm-up, then evaluation of both):
+The embedded default (CPU, a few minutes: task `arith`, a ~1M-parameter GPT whose
+warm-up ships in assets/, then SFT and SAIE from that warm-up, then evaluation of both):
     python saie.py
+
+The same from scratch, warm-up included (about 15 minutes on 2 CPU cores); the second
+line is how assets/arith-warmup.pt was made:
+    python saie.py --init scratch
+    python saie.py --init scratch --method warmup --out out/asset && cp out/asset/warmup/model.pt assets/
 
 One GPU, GSM8K, GPT-2 as learner and partner:
     python saie.py --task gsm8k --init gpt2
@@ -38,8 +43,9 @@ from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 
 # Defaults that depend on whether we train a tiny model from scratch (arith) or fine-tune
 # pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
+SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 PRESETS = {
-    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=1000, steps=300, max_turn_tokens=40,
+    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=2500, steps=200, max_turn_tokens=40,
                     block_size=256, eval_limit=300, log_every=50),
     "pretrained": dict(batch_size=8, lr=2e-5, warmup_steps=500, steps=1000, max_turn_tokens=256,
                        block_size=1024, eval_limit=500, log_every=10),
@@ -53,8 +59,8 @@ def parse_args(argv=None):
     # task and models
     p.add_argument("--task", default="arith", choices=data.TASKS)
     p.add_argument("--data-dir", default=None, help="local copy of the task's files (else downloaded)")
-    p.add_argument("--init", default=None, help="the learner's start: 'scratch' or a model name/dir "
-                   "(default: scratch for arith, gpt2 otherwise)")
+    p.add_argument("--init", default=None, help="the learner's start: 'scratch', a model name/dir, or one "
+                   "of our checkpoints (default: arith starts from assets/arith-warmup.pt, others from gpt2)")
     p.add_argument("--partner", default=None, help="partner model name/dir/checkpoint "
                    "(default: a frozen copy of the warm-up checkpoint)")
     p.add_argument("--n-layer", type=int, default=4, help="scratch model: layers")
@@ -62,8 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--n-embd", type=int, default=128, help="scratch model: width")
     p.add_argument("--block-size", type=int, default=None, help="scratch model: context length")
     # method
-    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft"],
-                   help="compare = SFT and SAIE from the same warm-up, then evaluate both")
+    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft", "warmup"],
+                   help="compare = SFT and SAIE from the same warm-up, then evaluate both; "
+                   "warmup = the warm-up alone, exported as a weights-only model.pt")
     p.add_argument("--stance", default=None, choices=["both", "support", "oppose"],
                    help="the partner's stance per question (default both: 50/50 with the seed)")
     p.add_argument("--rounds", type=int, default=None, help="discussion rounds per question (default 1)")
@@ -73,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--max-turn-tokens", type=int, default=None, help="longest turn in a discussion")
     # warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2, help="share of the train split for warm-up")
-    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None, help="0 when --init is already warmed up")
     # optimization
     p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
     p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
@@ -97,16 +104,19 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=100)
     args = p.parse_args(argv)
 
+    shipped = args.init is None and args.task == "arith" and SHIPPED_WARMUP.exists()
     if args.init is None:
-        args.init = "scratch" if args.task == "arith" else "gpt2"
-    for k, v in PRESETS["scratch" if args.init == "scratch" else "pretrained"].items():
+        args.init = str(SHIPPED_WARMUP) if shipped else "scratch" if args.task == "arith" else "gpt2"
+    for k, v in PRESETS["scratch" if args.task == "arith" else "pretrained"].items():
         if getattr(args, k) is None:
-            setattr(args, k, v)
+            setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
     if args.method == "sft" and (args.stance or args.rounds or args.partner):
         p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
     args.stance = args.stance or "both"
     args.rounds = 1 if args.rounds is None else args.rounds
-    for name in ("rounds", "steps", "warmup_steps", "batch_size", "grad_accum", "max_turn_tokens",
+    if args.warmup_steps < 0 or (args.method == "warmup" and args.warmup_steps < 1):
+        p.error("--warmup-steps must be at least 1 for --method warmup, and never negative")
+    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens",
                  "eval_limit", "eval_rounds", "log_every", "ckpt_every", "block_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -148,8 +158,9 @@ def sft_batches(tok, task, examples, args, rank, world, start, remarks):
             continue  # resume: the index stream is deterministic, skip what was consumed
         exs = [examples[j] for j in idx]
         seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
-        if remarks:
-            seqs += discuss.remark_sequences(tok, task, exs, random.Random(f"{args.seed}-remark-{i}"))
+        if remarks:  # half as many remark examples as answers: the partner's role needs less practice
+            seqs += discuss.remark_sequences(tok, task, exs[: len(exs) // 2],
+                                             random.Random(f"{args.seed}-remark-{i}"))
         yield seqs, [1.0] * len(seqs), {}
 
 
@@ -326,7 +337,8 @@ def main(argv=None):
     train_set = task.load("train", args.data_dir)
     test_set = task.load(task.splits[-1], args.data_dir)[: args.eval_limit]
     n_warm = int(len(train_set) * args.warmup_frac)
-    shuffled = random.Random(args.seed).sample(train_set, len(train_set))
+    # The warm-up/main partition does not move with --seed, so a shipped warm-up fits every seed.
+    shuffled = random.Random(0).sample(train_set, len(train_set))
     warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
 
     # Warm-up: plain fine-tuning on a subset; a base partner also learns the remark format here.
@@ -339,6 +351,11 @@ def main(argv=None):
     model = train("warmup", model, lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks),
                   args.warmup_steps, tok, args, rank, world, {"remarks": remarks})
     warm_state = copy.deepcopy(model.state_dict())
+    if args.method == "warmup":
+        if rank == 0:  # weights only (no optimizer state): small enough to ship
+            save_checkpoint(out / "warmup" / "model.pt", model, remarks=remarks, step=args.warmup_steps)
+            report(args, model, tok, task, test_set, {"warmup": warm_state})
+        return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
     if args.partner:
@@ -350,7 +367,7 @@ def main(argv=None):
     partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens)
 
     methods = ["sft", "saie"] if args.method == "compare" else [args.method]
-    trained = {}
+    trained = {"warmup": warm_state}  # evaluated too: where both methods started
     for method in methods:
         model.load_state_dict(warm_state)  # every method starts from the same warm-up
         extra = {"remarks": remarks, "method": method}

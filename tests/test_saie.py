@@ -13,7 +13,7 @@ import saie
 from model import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "160", "--batch-size", "4",
+TINY = ["--init", "scratch", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "160", "--batch-size", "4",
         "--warmup-steps", "4", "--steps", "4", "--eval-limit", "4", "--max-turn-tokens", "12",
         "--log-every", "2", "--ckpt-every", "2", "--seed", "7"]
 
