@@ -25,6 +25,8 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 STANCES = ("support", "oppose")
 OPENER = {"support": "I agree.", "oppose": "I disagree."}
 # Prompts for instruction-following models (chat mode).
@@ -144,16 +146,28 @@ class Speaker:
         """The next turn's text for every transcript (the partner's includes its opener)."""
         room = self.model.config.block_size - self.max_new_tokens
         prompts = [encode(self.tok, render(self.tok, tr, role))[-room:] for tr in transcripts]
-        outs = self.model.generate(prompts, self.max_new_tokens, temperature=self.temperature,
-                                   top_p=self.top_p, stop=self.stop, seed=seed)
         texts = []
-        for tr, out in zip(transcripts, outs):
+        for tr, out in zip(transcripts, self.generate(prompts, seed)):
             text = self.tok.decode(out)
             for marker in TURN_MARKERS:
                 text = text.split(marker)[0]
             text = text.strip()
             texts.append(f"{OPENER[tr.stance]} {text}" if role == "partner" else text)
         return texts
+
+    def generate(self, prompts, seed):
+        """model.generate, halving the batch (and saying so) when it runs out of memory."""
+        try:
+            return self.model.generate(prompts, self.max_new_tokens, temperature=self.temperature,
+                                       top_p=self.top_p, stop=self.stop, seed=seed)
+        except torch.OutOfMemoryError:
+            if len(prompts) == 1:
+                raise SystemExit("out of memory generating a single turn: lower --max-turn-tokens "
+                                 "or use a smaller model") from None
+            half = len(prompts) // 2
+            print(f"out of memory generating {len(prompts)} turns at once; retrying as {half} + "
+                  f"{len(prompts) - half} (lower --batch-size to avoid this)", flush=True)
+            return self.generate(prompts[:half], seed) + self.generate(prompts[half:], seed)
 
 
 def add_turns(transcripts, speaker, role, task, seed=None):

@@ -129,3 +129,21 @@ def test_stance_alignment_counts_remarks_that_keep_their_stance():
         return Transcript("q", "1", stance, turns=[Turn("learner", "", learner), Turn("partner", "", partner, stance)])
     trs = [tr("support", "3", "3"), tr("support", "3", "4"), tr("oppose", "3", "4"), tr("oppose", "3", None)]
     assert discuss.stance_alignment(trs) == 0.5
+
+
+def test_out_of_memory_halves_the_generation_batch(setup, monkeypatch, capsys):
+    tok, task, model, exs = setup
+    generate = model.generate
+
+    def small_memory(prompts, *a, **k):
+        if len(prompts) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return generate(prompts, *a, **k)
+    monkeypatch.setattr(model, "generate", small_memory)
+    speaker = discuss.Speaker(model, tok, max_new_tokens=6)
+    trs = [Transcript(ex.question, ex.answer) for ex in exs]
+    texts = speaker.speak(trs, "learner", seed=0)
+    assert len(texts) == len(exs)
+    monkeypatch.setattr(model, "generate", generate)
+    assert texts == speaker.speak(trs, "learner", seed=0)  # greedy: same turns, whatever the split
+    assert "out of memory generating 6 turns at once; retrying as 3 + 3" in capsys.readouterr().out

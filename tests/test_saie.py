@@ -107,3 +107,38 @@ def test_two_process_gloo_ddp_run_agrees_on_weights(tmp_path):
     assert p.returncode == 0, out
     assert out.count("ranks agree on weights: True") == 2  # warm-up and saie
     assert "ranks agree on weights: False" not in out
+
+
+def test_same_seed_same_transcripts_and_losses(tmp_path):
+    for name in ("a", "b"):
+        saie.main(TINY + ["--method", "saie", "--out", str(tmp_path / name)])
+    for f in ("saie/transcripts.jsonl", "saie/metrics.jsonl", "warmup/metrics.jsonl"):
+        assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, monkeypatch):
+    calls = []
+
+    def poisoned(logits, targets, weights):
+        calls.append(1)
+        loss = saie.F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return loss * float("nan") if len(calls) == 7 else loss  # warm-up takes 4 calls, then sft 2 good ones
+    monkeypatch.setattr(saie, "weighted_loss", poisoned)
+    with pytest.raises(SystemExit, match=r"sft: loss is nan at step 2; stopping\. The last good checkpoint"):
+        saie.main(TINY + ["--method", "sft", "--out", str(tmp_path)])
+    assert load_checkpoint(tmp_path / "sft" / "ckpt.pt")["step"] == 2
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+    p = run(["saie.py", *TINY, "--method", "sft", "--steps", "400", "--ckpt-every", "1000",
+             "--out", str(tmp_path)])
+    metrics = tmp_path / "sft" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 130, out
+    assert "interrupted; checkpoint written at step" in out and "Traceback" not in out
+    step = load_checkpoint(tmp_path / "sft" / "ckpt.pt")["step"]
+    assert 2 <= step < 400
