@@ -45,7 +45,7 @@ from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 # pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 PRESETS = {
-    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=2500, steps=200, max_turn_tokens=40,
+    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=1000, steps=200, max_turn_tokens=40,
                     block_size=256, eval_limit=300, log_every=50),
     "pretrained": dict(batch_size=8, lr=2e-5, warmup_steps=500, steps=1000, max_turn_tokens=256,
                        block_size=1024, eval_limit=500, log_every=10),
@@ -75,6 +75,8 @@ def parse_args(argv=None):
                    help="the partner's stance per question (default both: 50/50 with the seed)")
     p.add_argument("--rounds", type=int, default=None, help="discussion rounds per question (default 1)")
     p.add_argument("--temperature", type=float, default=0.7, help="learner sampling in discussions")
+    p.add_argument("--partner-temperature", type=float, default=1.0, help="partner sampling in discussions: "
+                   "a greedy partner's 'oppose' remarks mostly restate a right answer instead of slipping")
     p.add_argument("--plain-weight", type=float, default=1.0,
                    help="loss weight of the plain question -> gold pairs in a SAIE batch")
     p.add_argument("--max-turn-tokens", type=int, default=None, help="longest turn in a discussion")
@@ -110,7 +112,7 @@ def parse_args(argv=None):
     for k, v in PRESETS["scratch" if args.task == "arith" else "pretrained"].items():
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
-    if args.method == "sft" and (args.stance or args.rounds or args.partner):
+    if args.method == "sft" and (args.stance or args.rounds is not None or args.partner):
         p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
     args.stance = args.stance or "both"
     args.rounds = 1 if args.rounds is None else args.rounds
@@ -364,7 +366,7 @@ def main(argv=None):
     else:
         partner, ptok = copy.deepcopy(model), tok
     partner.requires_grad_(False).eval()
-    partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens)
+    partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens, temperature=args.partner_temperature)
 
     methods = ["sft", "saie"] if args.method == "compare" else [args.method]
     trained = {"warmup": warm_state}  # evaluated too: where both methods started
