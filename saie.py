@@ -45,9 +45,9 @@ from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 # pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 PRESETS = {
-    "scratch": dict(batch_size=64, lr=3e-3, warmup_steps=1000, steps=200, max_turn_tokens=40,
+    "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=1e-3, warmup_steps=1000, steps=300, max_turn_tokens=40,
                     block_size=256, eval_limit=300, log_every=50),
-    "pretrained": dict(batch_size=8, lr=2e-5, warmup_steps=500, steps=1000, max_turn_tokens=256,
+    "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, warmup_steps=500, steps=1000, max_turn_tokens=256,
                        block_size=1024, eval_limit=500, log_every=10),
 }
 
@@ -87,7 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
     p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
     p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of SFT and SAIE")
+    p.add_argument("--warmup-lr", type=float, default=None, help="peak learning rate of the warm-up")
     p.add_argument("--lr-ramp", type=float, default=0.05, help="share of steps of linear LR ramp-up")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
@@ -201,19 +202,19 @@ def weighted_loss(logits, targets, weights):
     return (ce * w).sum() / w.sum().clamp(min=1e-8)
 
 
-def make_optimizer(model, args, device):
+def make_optimizer(model, args, lr, device):
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": args.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), fused=device.startswith("cuda"))
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.startswith("cuda"))
 
 
-def lr_at(step, steps, args):
+def lr_at(step, steps, lr, args):
     ramp = max(1, int(args.lr_ramp * steps))
     if step < ramp:
-        return args.lr * (step + 1) / ramp
+        return lr * (step + 1) / ramp
     progress = (step - ramp) / max(1, steps - ramp)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # down to lr / 10
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # down to lr / 10
 
 
 def trim_jsonl(path, last_step):
@@ -230,7 +231,8 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
     """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model."""
     out = Path(args.out) / phase
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
-    opt = make_optimizer(model, args, args.device)
+    lr = args.warmup_lr if phase == "warmup" else args.lr
+    opt = make_optimizer(model, args, lr, args.device)
     start = 0
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -264,7 +266,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
     try:
         for step in range(start, steps):
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, steps, args)
+                g["lr"] = lr_at(step, steps, lr, args)
             total, stats = 0.0, {}
             for micro in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
