@@ -142,3 +142,12 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "interrupted; checkpoint written at step" in out and "Traceback" not in out
     step = load_checkpoint(tmp_path / "sft" / "ckpt.pt")["step"]
     assert 2 <= step < 400
+
+
+def test_the_default_starts_from_the_shipped_warmup():
+    args = saie.parse_args([])
+    assert args.init == str(saie.SHIPPED_WARMUP) and args.warmup_steps == 0
+    assert saie.SHIPPED_WARMUP.stat().st_size <= 5 * 2**20
+    ck = load_checkpoint(saie.SHIPPED_WARMUP)
+    assert ck["remarks"] is True and ck["tokenizer"] == "arith" and "optimizer" not in ck
+    assert saie.parse_args(["--init", "scratch"]).warmup_steps == 1000
