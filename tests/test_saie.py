@@ -31,7 +31,7 @@ def weights(path):
 def test_compare_run_end_to_end(tmp_path, capsys):
     saie.main(TINY + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert "| sft |" in printed and "| saie |" in printed
+    assert "| warmup |" in printed and "| sft |" in printed and "| saie |" in printed
     for phase in ("warmup", "sft", "saie"):
         ck = load_checkpoint(tmp_path / phase / "ckpt.pt")
         assert ck["step"] == 4 and ck["remarks"] is True
@@ -41,7 +41,7 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     assert len(trs) == 4 * 4 and all(json.loads(t)["turns"][1]["speaker"] == "partner" for t in trs)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {(r["method"], r["mode"]) for r in results["results"]} == \
-        {(m, d) for m in ("sft", "saie") for d in ("single", "self")}
+        {(m, d) for m in ("warmup", "sft", "saie") for d in ("single", "self")}
     assert (tmp_path / "report.html").stat().st_size > 1000
     # Both methods started from the same warm-up and took the same number of steps, yet differ.
     sft, saie_ = weights(tmp_path / "sft" / "ckpt.pt"), weights(tmp_path / "saie" / "ckpt.pt")
