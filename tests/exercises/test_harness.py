@@ -1,0 +1,29 @@
+"""The given exercise harness stays in step with saie.py: its default batches are saie.saie_batches'."""
+import itertools
+import types
+
+import torch
+
+import data
+import discuss
+import saie
+from exercises import harness
+from model import GPT, GPTConfig
+
+
+def test_discussion_batches_match_saie_batches(tmp_path):
+    tok, task = data.get_tokenizer("arith"), data.get_task("arith")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=128, n_layer=1, n_head=2, n_embd=16))
+    sp = discuss.Speaker(model, tok, 6, temperature=1.0)
+    args = types.SimpleNamespace(batch_size=4, seed=3, stance="both", rounds=2, plain_weight=0.5)
+    exs = task.load("test")[:20]
+    ours = harness.discussion_batches()(sp, sp, tok, task, exs, args, 0, 1, 1, tmp_path / "a.jsonl")
+    ref = saie.saie_batches(sp, sp, tok, task, exs, args, 0, 1, 1, tmp_path / "b.jsonl")
+    assert list(itertools.islice(ours, 3)) == list(itertools.islice(ref, 3))
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_split_args():
+    ours, rest = harness.split_args(["--every", "3", "--steps", "10"], ("--every", int, 4, ""))
+    assert ours.every == 3 and rest == ["--steps", "10"]
