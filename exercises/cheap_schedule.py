@@ -2,10 +2,11 @@
 
 A SAIE step generates two turns per question before its forward/backward pass; an SFT step does
 not generate at all. Fill in cheap_batches(): discuss only on every `every`-th batch and train the
-other batches like SFT, on the same stream of questions. Then time and compare:
+other batches like SFT, on the same stream of questions. Then time it:
 
-    python saie.py --method compare --out out/cheap1
     python -m exercises.cheap_schedule --every 4 --method saie --out out/cheap4
+
+and compare with the README's SFT and SAIE rows (or your own `python saie.py`).
 """
 import sys
 

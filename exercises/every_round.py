@@ -5,8 +5,8 @@ of the learner's positions: after the whole discussion (discuss.learner_sequence
 (the plain pair). Fill in round_sequences() to train the gold answer after every round, then
 compare accuracy by round with the default:
 
-    python saie.py --method saie --rounds 2 --eval-rounds 3 --out out/rounds2
-    python -m exercises.every_round --method saie --rounds 2 --eval-rounds 3 --out out/every-round
+    python saie.py --method saie --rounds 2 --steps 80 --eval-rounds 3 --out out/rounds2
+    python -m exercises.every_round --method saie --rounds 2 --steps 80 --eval-rounds 3 --out out/every-round
     python eval.py --compare out/rounds2/eval/saie-self/results.json out/every-round/eval/saie-self/results.json
 """
 import sys

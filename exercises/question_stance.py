@@ -6,7 +6,7 @@ things: its forced opener (discuss.OPENER, given below), remarks that teach a tr
 the format (remark_sequences), and a way to measure whether remarks carry it (stance_alignment).
 
     python -m exercises.question_stance --init assets/arith-warmup.pt --warmup-steps 200 \\
-        --warmup-lr 1e-3 --method saie --out out/question
+        --warmup-lr 1e-3 --steps 150 --method saie --out out/question
 
 continues the shipped warm-up for 200 steps with the three-stance remarks (learner and partner
 start from it), then trains SAIE with the stances mixed 1/3 each and evaluates.
