@@ -128,11 +128,14 @@ class MLP(nn.Module):
         return self.c_proj(F.silu(gate) * up)  # SwiGLU
 
 
+def norm(cfg):
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps) if cfg.family == "gpt2" else RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+
 class Block(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        Norm = (lambda: nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)) if cfg.family == "gpt2" else (lambda: RMSNorm(cfg.n_embd, cfg.norm_eps))
-        self.ln_1, self.attn, self.ln_2, self.mlp = Norm(), Attention(cfg), Norm(), MLP(cfg)
+        self.ln_1, self.attn, self.ln_2, self.mlp = norm(cfg), Attention(cfg), norm(cfg), MLP(cfg)
 
     def forward(self, x, rope=None, cache=None, start=0, mask=None):
         x = x + self.attn(self.ln_1(x), rope, cache, start, mask)
@@ -154,7 +157,7 @@ class GPT(nn.Module):
             # Kept fp32 on purpose and out of state_dict/.to(dtype): bf16 angles drift at long positions.
             self.inv_freq = rope_frequencies(config)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.norm_eps) if config.family == "gpt2" else RMSNorm(config.n_embd, config.norm_eps)
+        self.ln_f = norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._tie()
         self.apply(self._init_weights)
@@ -225,11 +228,7 @@ class GPT(nn.Module):
         finally:
             self.train(was_training)
         stop = stop or set()
-        rows = []
-        for row in out.tolist():
-            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-            rows.append(row[:cut])
-        return rows
+        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in out.tolist()]
 
     def _generate(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
         dev, cfg = self.wte.weight.device, self.config
@@ -291,7 +290,10 @@ class GPT(nn.Module):
         path = Path(name_or_path)
         if path.is_file():
             ck = load_checkpoint(path)
-            config, spec, fmt = GPTConfig(**ck["config"]), ck["tokenizer"], "ours"
+            try:
+                config, spec, fmt = GPTConfig(**ck["config"]), ck.get("tokenizer"), "ours"
+            except (TypeError, ValueError) as e:
+                raise WeightsError(f"{path}: bad config ({_one_line(e)})") from None
             sd = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
         else:
             if not path.is_dir():
@@ -404,45 +406,20 @@ def _weight_plan(model, fmt):
 
 
 def _read_hf(path):
-    c = json.loads((path / "config.json").read_text())
-    kind = c.get("model_type")
-    if kind == "gpt2":
-        config = GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"],
-                           n_head=c["n_head"], n_embd=c["n_embd"], intermediate_size=c.get("n_inner"),
-                           norm_eps=c.get("layer_norm_epsilon", 1e-5), tie_embeddings=c.get("tie_word_embeddings", True))
-    elif kind == "llama":
-        rope = c.get("rope_scaling") or c.get("rope_parameters") or {}  # transformers 5 writes rope_parameters
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ("default", "llama3"):
-            raise WeightsError(f"{path / 'config.json'}: unsupported rope type {rope_type!r}")
-        if c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]) * c["num_attention_heads"] != c["hidden_size"]:
-            raise WeightsError(f"{path / 'config.json'}: head_dim * num_attention_heads != hidden_size is not supported")
-        scaling = {k: rope[k] for k in ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
-                                        "original_max_position_embeddings")} if rope_type == "llama3" else None
-        config = GPTConfig(family="llama", vocab_size=c["vocab_size"], block_size=c["max_position_embeddings"],
-                           n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
-                           n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
-                           intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
-                           rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)), rope_scaling=scaling,
-                           tie_embeddings=c.get("tie_word_embeddings", False))
-    else:
-        raise WeightsError(f"{path / 'config.json'}: unsupported model_type {kind!r} (gpt2 and llama are)")
-
-    index = path / "model.safetensors.index.json"
-    if (path / "model.safetensors").is_file():
-        sd = load_safetensors(path / "model.safetensors")
-    elif index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise WeightsError(f"{index}: not a safetensors index ({_one_line(e)})") from None
-        sd = {}
-        for shard in shards:
-            sd.update(load_safetensors(path / shard))
-    else:
-        raise WeightsError(f"{path}: neither model.safetensors nor model.safetensors.index.json found")
+    """A Hugging Face directory: config.json + model.safetensors (or shards listed in model.safetensors.index.json)."""
+    try:
+        c = json.loads((path / "config.json").read_text())
+        config = _hf_config(c)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path / 'config.json'}: {e}" if isinstance(e, WeightsError) else
+                           f"{path / 'config.json'}: not a usable config ({_one_line(e)})") from None
+    files = [path / "model.safetensors"]
+    if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
+        files = [path / f for f in _shards(index)]
+    sd = {}
+    for f in files:
+        sd.update(load_safetensors(f))
     sd = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in sd.items()}
-
     if config.family == "gpt2":
         sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # causal-mask buffers
         for k in sd:  # GPT-2's Conv1D stores (in, out); nn.Linear wants (out, in)
@@ -453,34 +430,63 @@ def _read_hf(path):
     return config, sd
 
 
+def _shards(index):
+    try:
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{index}: not a safetensors index ({_one_line(e)})") from None
+
+
+def _hf_config(c):
+    if c.get("model_type") == "gpt2":
+        return GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"],
+                         n_head=c["n_head"], n_embd=c["n_embd"], intermediate_size=c.get("n_inner"),
+                         norm_eps=c.get("layer_norm_epsilon", 1e-5), tie_embeddings=c.get("tie_word_embeddings", True))
+    if c.get("model_type") != "llama":
+        raise WeightsError(f"unsupported model_type {c.get('model_type')!r} (gpt2 and llama are)")
+    rope = c.get("rope_scaling") or c.get("rope_parameters") or {}  # transformers 5 writes rope_parameters
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "llama3"):
+        raise WeightsError(f"unsupported rope type {rope_type!r}")
+    if c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]) * c["num_attention_heads"] != c["hidden_size"]:
+        raise WeightsError("head_dim * num_attention_heads != hidden_size is not supported")
+    keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    return GPTConfig(family="llama", vocab_size=c["vocab_size"], block_size=c["max_position_embeddings"],
+                     n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
+                     n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
+                     intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
+                     rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
+                     rope_scaling={k: rope[k] for k in keys} if rope_type == "llama3" else None,
+                     tie_embeddings=c.get("tie_word_embeddings", False))
+
+
 def _read_meta(path):
     """Meta's own format: params.json + consolidated.00.pth (single-shard models, i.e. 1B-8B)."""
     try:
         p = json.loads((path / "params.json").read_text())
         sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
+        dim, n_head = p["dim"], p["n_heads"]
+        hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
+        if p.get("ffn_dim_multiplier"):
+            hidden = int(p["ffn_dim_multiplier"] * hidden)
+        hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
+        # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, Llama 3.1 uses 8.
+        scaling = p.get("rope_scaling")
+        if scaling is None and p.get("use_scaled_rope"):
+            scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0, "low_freq_factor": 1.0,
+                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        tied = "output.weight" not in sd or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"])
+        config = GPTConfig(family="llama", vocab_size=p["vocab_size"], n_layer=p["n_layers"], n_head=n_head,
+                           block_size=p.get("max_seq_len", 131072 if scaling else 8192), n_kv_head=p.get("n_kv_heads"),
+                           n_embd=dim, intermediate_size=hidden, norm_eps=p["norm_eps"],
+                           rope_theta=p.get("rope_theta", 10000.0), rope_scaling=scaling, tie_embeddings=tied)
     except Exception as e:
         raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth ({_one_line(e)})") from None
-    dim, n_head = p["dim"], p["n_heads"]
-    hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
-    if p.get("ffn_dim_multiplier"):
-        hidden = int(p["ffn_dim_multiplier"] * hidden)
-    hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
-    # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, Llama 3.1 uses 8.
-    scaling = p.get("rope_scaling")
-    if scaling is None and p.get("use_scaled_rope"):
-        scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0, "low_freq_factor": 1.0,
-                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-    tied = "output.weight" not in sd or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"])
-    config = GPTConfig(family="llama", vocab_size=p["vocab_size"], block_size=p.get("max_seq_len", 131072 if scaling else 8192),
-                       n_layer=p["n_layers"], n_head=n_head, n_kv_head=p.get("n_kv_heads"), n_embd=dim,
-                       intermediate_size=hidden, norm_eps=p["norm_eps"], rope_theta=p.get("rope_theta", 10000.0),
-                       rope_scaling=scaling, tie_embeddings=tied)
     hd = dim // n_head
     for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k, head by head
         for name, n in ((f"layers.{i}.attention.wq.weight", n_head), (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
             if name in sd and sd[name].shape[0] == n * hd:
-                w = sd[name]
-                sd[name] = w.view(n, hd // 2, 2, -1).transpose(1, 2).reshape(w.shape)
+                sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
     sd = {k: v for k, v in sd.items() if not k.startswith("rope.") and not (tied and k == "output.weight")}
     return config, sd
 
@@ -535,14 +541,10 @@ def _download(name):
             index = fetch("model.safetensors.index.json")
         except WeightsError:
             raise first from None
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        for shard in _shards(index):
             fetch(shard)
-    if "gpt2" not in repo:  # Llama: the tokenizer lives beside the weights (best effort; data.py reads it)
-        for filename in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-            try:
-                fetch(filename)
-            except WeightsError:
-                pass
+    if "gpt2" not in repo:  # Llama: data.get_tokenizer(folder) reads original/tokenizer.model
+        fetch("original/tokenizer.model")
     return folder
 
 
