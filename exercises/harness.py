@@ -1,11 +1,13 @@
 """Given code (not an exercise): run saie.py with one piece swapped, without editing it.
 
 saie.main() builds its SAIE batches with `saie.saie_batches`, looked up when training starts, so
-replacing that module attribute is enough. discussion_batches() is saie.saie_batches with one
-step made pluggable: how the transcripts of a batch become training sequences. The test
+replacing that module attribute is enough (swapped()). discussion_batches() is saie.saie_batches
+with one step made pluggable: how the transcripts of a batch become training sequences. The test
 tests/exercises/test_harness.py keeps the two in step.
 """
 import argparse
+import contextlib
+import inspect
 import random
 
 import data
@@ -48,11 +50,40 @@ def split_args(argv, *flags):
     return p.parse_known_args(argv)
 
 
-def run(batches, argv):
-    """saie.main(argv) with saie.saie_batches replaced by `batches` (restored afterwards)."""
-    original = saie.saie_batches
-    saie.saie_batches = batches
+@contextlib.contextmanager
+def swapped(module, name, replacement):
+    """Inside the block, module.name is `replacement` for its callers, but while the replacement itself
+    runs (a generator: while it is advanced) module.name is the original again, so a replacement may
+    call the function it replaces (cheap_batches may call saie.saie_batches) without calling itself."""
+    original = getattr(module, name)
+
+    def guarded(gen):
+        while True:
+            setattr(module, name, original)
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+            finally:
+                setattr(module, name, wrapper)
+            yield item
+
+    def wrapper(*args, **kwargs):
+        setattr(module, name, original)
+        try:
+            out = replacement(*args, **kwargs)
+        finally:
+            setattr(module, name, wrapper)
+        return guarded(out) if inspect.isgenerator(out) else out
+
+    setattr(module, name, wrapper)
     try:
-        saie.main(argv)
+        yield
     finally:
-        saie.saie_batches = original
+        setattr(module, name, original)
+
+
+def run(batches, argv):
+    """saie.main(argv) with saie.saie_batches replaced by `batches`."""
+    with swapped(saie, "saie_batches", batches):
+        saie.main(argv)

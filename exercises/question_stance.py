@@ -16,6 +16,7 @@ import sys
 
 import discuss
 import saie
+from exercises import harness
 
 STANCE = "question"
 OPENER = "I have a question."
@@ -59,16 +60,11 @@ def registered():
 
 def main(argv=None):
     import eval as evaluation
-    argv = sys.argv[1:] if argv is None else argv
-    saved = discuss.remark_sequences, discuss.stance_alignment, evaluation.stance_alignment
-    discuss.remark_sequences = remark_sequences       # the warm-up teaches three stances
-    discuss.stance_alignment = stance_alignment       # the training log's `aligned`
-    evaluation.stance_alignment = stance_alignment    # the evaluation's `alignment`
-    try:
-        with registered():
-            saie.main(argv)
-    finally:
-        discuss.remark_sequences, discuss.stance_alignment, evaluation.stance_alignment = saved
+    with registered(), \
+            harness.swapped(discuss, "remark_sequences", remark_sequences), \
+            harness.swapped(discuss, "stance_alignment", stance_alignment), \
+            harness.swapped(evaluation, "stance_alignment", stance_alignment):
+        saie.main(sys.argv[1:] if argv is None else argv)   # warm-up remarks, logged `aligned`, eval `alignment`
 
 
 if __name__ == "__main__":

@@ -27,3 +27,24 @@ def test_discussion_batches_match_saie_batches(tmp_path):
 def test_split_args():
     ours, rest = harness.split_args(["--every", "3", "--steps", "10"], ("--every", int, 4, ""))
     assert ours.every == 3 and rest == ["--steps", "10"]
+
+
+def test_swapped_lets_a_replacement_call_the_original():
+    module = types.SimpleNamespace(f=lambda x: x + 1, g=None)
+
+    def gen(n):
+        yield from range(n)
+    module.g = gen
+
+    def f2(x):
+        return module.f(x) * 10          # the original inside the replacement
+
+    def g2(n):
+        for i in module.g(n):            # the original generator, advanced inside the replacement's
+            yield -i
+
+    with harness.swapped(module, "f", f2), harness.swapped(module, "g", g2):
+        assert module.f(1) == 20
+        assert list(module.g(3)) == [0, -1, -2]
+        assert module.f is not f2 and module.f(2) == 30  # still swapped afterwards
+    assert module.f(1) == 2 and module.g is gen
