@@ -61,11 +61,8 @@ def cache_dir(*parts):
 
 
 def _sha256(path):
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def download(url, path, sha256=None, token=None):
@@ -79,24 +76,23 @@ def download(url, path, sha256=None, token=None):
     headers = {"User-Agent": "saie"} | ({"Authorization": f"Bearer {token}"} if token else {})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     try:
-        h, size = hashlib.sha256(), 0
+        h = hashlib.sha256()
         with os.fdopen(fd, "wb") as f, \
                 urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
             if not r.geturl().startswith("https://"):  # a redirect must not downgrade us to http
                 raise OSError(f"redirected to {r.geturl()}")
-            expected = r.headers.get("Content-Length")
             while chunk := r.read(1 << 20):
                 f.write(chunk)
                 h.update(chunk)
-                size += len(chunk)
-        if expected is not None and size != int(expected):
-            raise OSError(f"connection closed after {size} of {expected} bytes")
+            expected = r.headers.get("Content-Length")
+            if expected is not None and f.tell() != int(expected):
+                raise OSError(f"connection closed after {f.tell()} of {expected} bytes")
         if sha256 and h.hexdigest() != sha256:
             raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; nothing saved")
         os.replace(tmp, path)
+    except DataError:
+        raise
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError are OSErrors
-        if isinstance(e, DataError):
-            raise
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local copy "
                         f"(--data-dir for data sets, a local directory for models)") from None
@@ -122,12 +118,10 @@ def hub_file(repo, filename):
 
 def read_jsonl(path):
     """Yield (line number, dict) of a JSON-lines file; any defect is a DataError naming file:line."""
-    n, lineno = 0, 1
+    n = lineno = 0
     with open(path, "rb") as f:
-        for lineno in itertools.count(1):
-            raw = f.readline(MAX_LINE + 1)  # capped: a gigantic line cannot eat the memory
-            if not raw:
-                break
+        while raw := f.readline(MAX_LINE + 1):  # capped: a gigantic line cannot eat the memory
+            lineno += 1
             if len(raw) > MAX_LINE:
                 raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE} bytes")
             try:
@@ -145,7 +139,7 @@ def read_jsonl(path):
             n += 1
             yield lineno, obj
     if n == 0:
-        raise DataError(f"{path}:{lineno}: no examples (the file is empty)")
+        raise DataError(f"{path}:{lineno + 1}: no examples (the file is empty)")
 
 
 def _field(obj, key, where, kind=str):
@@ -162,8 +156,8 @@ def _field(obj, key, where, kind=str):
 
 
 # -----------------------------------------------------------------------------
-# Answer checking. Numbers follow lm-evaluation-harness: the strict "#### N" form first, else
-# the last number in the text; commas, "$" and a trailing "." go; values compare numerically.
+# Numeric answers follow lm-evaluation-harness: the strict "#### N" form first, else the last
+# number in the text; commas, "$" and a trailing "." go; values compare numerically.
 
 NUMBER = r"-?\$?\d(?:[\d,]*\d)?(?:\.\d+)?"
 STRICT = re.compile(r"####\s*(" + NUMBER + ")")
@@ -179,29 +173,6 @@ def normalize_number(s):
     if not d.is_finite():
         return None
     return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
-
-
-def extract_number(text):
-    text = text.replace("\u2212", "-")
-    m = STRICT.search(text)
-    found = [m.group(1)] if m else re.findall(NUMBER, text)
-    return normalize_number(found[-1]) if found else None
-
-
-def extract_letter(text, letters, choices=None):
-    """The chosen letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the one choice named."""
-    L = "".join(letters)
-    for pattern, which in [(rf"####\s*\(?([{L}])\b", 0), (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
-                           (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
-        found = re.findall(pattern, text)
-        if found:
-            return found[which]
-    if choices:
-        low = text.lower()
-        named = [l for l, c in zip(letters, choices) if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", low)]
-        if len(named) == 1:
-            return named[0]
-    return None
 
 
 # -----------------------------------------------------------------------------
@@ -297,7 +268,10 @@ class NumberTask(Task):
     """Word problems whose answer is a number: the reasoning ends with '#### N'."""
 
     def extract(self, text):
-        return extract_number(text)
+        text = text.replace("\u2212", "-")
+        m = STRICT.search(text)
+        found = [m.group(1)] if m else re.findall(NUMBER, text)
+        return normalize_number(found[-1]) if found else None
 
     def is_correct(self, text, ex):
         pred, gold = self.extract(text), normalize_number(ex.answer)
@@ -411,7 +385,19 @@ class MultipleChoice(Task):
         return f"The answer is ({letter}) {choice}.\n#### {letter}"
 
     def extract(self, text, choices=None):
-        return extract_letter(text, self.letters, choices)
+        """The chosen letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the one choice named."""
+        L = self.letters
+        for pattern, which in [(rf"####\s*\(?([{L}])\b", 0), (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
+                               (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
+            found = re.findall(pattern, text)
+            if found:
+                return found[which]
+        if choices:
+            low = text.lower()
+            named = [l for l, c in zip(L, choices) if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", low)]
+            if len(named) == 1:
+                return named[0]
+        return None
 
     def is_correct(self, text, ex):
         return self.extract(text, ex.choices) == ex.answer
