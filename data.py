@@ -243,6 +243,8 @@ def _fmt(x):
 class Task:
     name: str
     splits: tuple[str, ...]   # the last one is the split we evaluate on
+    urls: dict                # split -> (url, sha256 or None), fetched when there is no data_dir
+    files: dict               # split -> its possible file names in data_dir; the first names the cached copy
 
     def load(self, split, data_dir=None):
         if split not in self.splits:
@@ -252,8 +254,17 @@ class Task:
     def target(self, ex):
         return f"{ex.rationale}\n#### {ex.answer}"
 
-    def _locate(self, split, data_dir, names):
+    def _load(self, split, data_dir):
+        """A JSON-lines file, one example per line (parse() reads one); arith and MMLU override this."""
+        path = self._locate(split, data_dir)
+        out = []
+        for lineno, obj in read_jsonl(path):
+            out.append(self.parse(obj, f"{path}:{lineno}", f"{split}-{len(out)}"))
+        return out
+
+    def _locate(self, split, data_dir):
         """The split's file in data_dir (or data_dir/<task>), else downloaded into the cache."""
+        names = self.files[split]
         if data_dir is None:
             url, sha = self.urls[split]
             return download(url, cache_dir("data", self.name, names[0]), sha256=sha)
@@ -283,6 +294,7 @@ class GSM8K(NumberTask):
     urls = {s: (f"https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{s}.jsonl",
                 sha) for s, sha in [("train", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
                                     ("test", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14")]}
+    files = {"train": ["train.jsonl"], "test": ["test.jsonl"]}
     NOTE = re.compile(r"<<([^<>=]+)=([^<>]+)>>")                                 # <<48/2=24>>
     SHOWN = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")                               # a number right after a note
     MENTION = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\w,])|(?<![\w.])\d+(?:\.\d+)?(?![\w])")
@@ -293,21 +305,15 @@ class GSM8K(NumberTask):
     def strip(self, text):
         return text if self.keep_calculator else self.NOTE.sub("", text)
 
-    def _load(self, split, data_dir):
-        path = self._locate(split, data_dir, [f"{split}.jsonl"])
-        out = []
-        for lineno, obj in read_jsonl(path):
-            where = f"{path}:{lineno}"
-            question, answer = _field(obj, "question", where), _field(obj, "answer", where)
-            if "####" not in answer:
-                raise DataError(f"{where}: field 'answer' has no final '#### N' line")
-            rationale, final = (s.strip() for s in answer.rsplit("####", 1))
-            gold = normalize_number(final)
-            if gold is None:
-                raise DataError(f"{where}: field 'answer': {final[:40]!r} after #### is not a number")
-            out.append(Example(question.strip(), self.strip(rationale), gold, id=f"{split}-{len(out)}",
-                               calc_rationale=rationale))
-        return out
+    def parse(self, obj, where, id):
+        question, answer = _field(obj, "question", where), _field(obj, "answer", where)
+        if "####" not in answer:
+            raise DataError(f"{where}: field 'answer' has no final '#### N' line")
+        rationale, final = (s.strip() for s in answer.rsplit("####", 1))
+        gold = normalize_number(final)
+        if gold is None:
+            raise DataError(f"{where}: field 'answer': {final[:40]!r} after #### is not a number")
+        return Example(question.strip(), self.strip(rationale), gold, id=id, calc_rationale=rationale)
 
     def wrong_target(self, ex, rng):
         """Slip one calculator step and carry the error through: plausible reasoning, wrong answer."""
@@ -416,25 +422,20 @@ class CommonsenseQA(MultipleChoice):
     files = {"train": ["train_rand_split.jsonl", "train.jsonl"],
              "validation": ["dev_rand_split.jsonl", "validation.jsonl", "dev.jsonl"]}
 
-    def _load(self, split, data_dir):
-        path = self._locate(split, data_dir, self.files[split])
-        out = []
-        for lineno, obj in read_jsonl(path):
-            where = f"{path}:{lineno}"
-            if isinstance(obj.get("question"), dict):   # upstream: question.stem, question.choices[{label, text}]
-                question = _field(obj, "question.stem", where)
-                choices = [c if isinstance(c, dict) else {} for c in _field(obj, "question.choices", where, list)]
-                labels, texts = [c.get("label") for c in choices], [c.get("text") for c in choices]
-            else:                                       # flattened: question, choices{label: [..], text: [..]}
-                question = _field(obj, "question", where)
-                labels, texts = _field(obj, "choices.label", where, list), _field(obj, "choices.text", where, list)
-            if labels != list(self.letters) or not all(isinstance(t, str) and t.strip() for t in texts):
-                raise DataError(f"{where}: field 'choices' should be five texts labelled A-E, got {labels}")
-            answer = _field(obj, "answerKey", where)
-            if answer not in tuple(self.letters):
-                raise DataError(f"{where}: field 'answerKey' should be one of A-E, got {answer!r}")
-            out.append(self.example(question, texts, answer, obj.get("id") or f"{split}-{len(out)}"))
-        return out
+    def parse(self, obj, where, id):
+        if isinstance(obj.get("question"), dict):   # upstream: question.stem, question.choices[{label, text}]
+            question = _field(obj, "question.stem", where)
+            choices = [c if isinstance(c, dict) else {} for c in _field(obj, "question.choices", where, list)]
+            labels, texts = [c.get("label") for c in choices], [c.get("text") for c in choices]
+        else:                                       # flattened: question, choices{label: [..], text: [..]}
+            question = _field(obj, "question", where)
+            labels, texts = _field(obj, "choices.label", where, list), _field(obj, "choices.text", where, list)
+        if labels != list(self.letters) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise DataError(f"{where}: field 'choices' should be five texts labelled A-E, got {labels}")
+        answer = _field(obj, "answerKey", where)
+        if answer not in tuple(self.letters):
+            raise DataError(f"{where}: field 'answerKey' should be one of A-E, got {answer!r}")
+        return self.example(question, texts, answer, obj.get("id") or id)
 
 
 class MMLU(MultipleChoice):
@@ -445,13 +446,12 @@ class MMLU(MultipleChoice):
     folders = {"dev": ("dev",), "validation": ("val", "validation"), "test": ("test",)}
 
     def _load(self, split, data_dir):
-        if split == "train":
-            root = self._root(data_dir)
-            if not self._folder(root, "validation"):
-                warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
-                return self._load("dev", data_dir)
-            return self._load("dev", data_dir) + self._load("validation", data_dir)
         root = self._root(data_dir)
+        if split == "train":
+            if self._folder(root, "validation"):
+                return self._load("dev", root) + self._load("validation", root)
+            warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
+            return self._load("dev", root)
         folder = self._folder(root, split)
         if folder is None:
             raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in {root}, "
