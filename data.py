@@ -592,9 +592,8 @@ def arith_problem(rng):
     return " ".join(text), steps
 
 
-def _arith_example(question, steps, id):
-    rationale = "\n".join(f"{a} {op} {b} = {r}" for a, op, b, r in steps)
-    return Example(question, rationale, str(steps[-1][3]), id=id, n_ops=len(steps))
+def _rationale(steps):
+    return "\n".join(f"{a} {op} {b} = {r}" for a, op, b, r in steps)  # '12 - 4 = 8\n8 + 7 = 15'
 
 
 @functools.lru_cache(maxsize=8)
@@ -604,7 +603,8 @@ def generate_arith(split, n, seed=ARITH_SEED):
     while len(out) < n:
         question, steps = arith_problem(rng)
         if arith_split(steps) == split:
-            out.append(_arith_example(question, steps, f"{split}-{len(out)}"))
+            out.append(Example(question, _rationale(steps), str(steps[-1][3]), id=f"{split}-{len(out)}",
+                               n_ops=len(steps)))
     return tuple(out)
 
 
@@ -617,8 +617,6 @@ class Arith(NumberTask):
     def wrong_target(self, ex, rng):
         """One step slips (off by a little, or the wrong operation); later steps carry the error."""
         steps = [(int(a), op, int(b), int(r)) for a, op, b, r in STEP.findall(ex.rationale)]
-        if not steps:  # not one of ours: just a wrong final answer
-            return f"{ex.rationale}\n#### {int(ex.answer) + 1}"
         for _ in range(20):
             i = rng.randrange(len(steps))
             a, op, b, r = steps[i]
@@ -638,9 +636,9 @@ class Arith(NumberTask):
                 v = nxt
             else:
                 if str(v) != ex.answer:
-                    return self.target(_arith_example("", new, ""))
+                    return f"{_rationale(new)}\n#### {v}"
         a, op, b, r = steps[-1]  # always possible: the last step off by one
-        return self.target(_arith_example("", steps[:-1] + [(a, op, b, r + 1)], ""))
+        return f"{_rationale(steps[:-1] + [(a, op, b, r + 1)])}\n#### {r + 1}"
 
 
 _TASKS = {"arith": Arith, "gsm8k": GSM8K, "csqa": CommonsenseQA, "mmlu": MMLU}
@@ -710,13 +708,9 @@ class ArithTokenizer(Tokenizer):
     def decode(self, ids):
         out, glue = bytearray(), False
         for i in ids:
-            if i == self.nl:
-                out += b"\n"
-                glue = True
-                continue
-            b = self.enc.decode_single_token_bytes(i)
+            b = b"\n" if i == self.nl else self.enc.decode_single_token_bytes(i)
             out += b[1:] if glue and b.startswith(b" ") else b
-            glue = False
+            glue = i == self.nl
         return out.decode("utf-8", errors="replace")
 
 
