@@ -183,16 +183,16 @@ def calc(expr):
     tokens = re.findall(r"\d+(?:\.\d*)?|\.\d+|[-+*/()]|\S", expr)
     if len(tokens) > 200:
         raise ValueError("expression too long")
+    tokens.append("end")  # never taken: it only names the end in messages
     pos = 0
 
     def take(*ok):
         nonlocal pos
-        if pos < len(tokens) and tokens[pos] in ok:
+        if tokens[pos] in ok:
             pos += 1
             return tokens[pos - 1]
 
     def factor():
-        nonlocal pos
         if take("-"):
             return -factor()
         if take("+"):
@@ -202,10 +202,9 @@ def calc(expr):
             if not take(")"):
                 raise ValueError("missing )")
             return v
-        if pos < len(tokens) and re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", tokens[pos]):
-            pos += 1
-            return Fraction(tokens[pos - 1])
-        raise ValueError(f"unexpected {tokens[pos] if pos < len(tokens) else 'end'} in {expr!r}")
+        if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", tokens[pos]):
+            return Fraction(take(tokens[pos]))
+        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
 
     def term():
         v = factor()
@@ -223,7 +222,7 @@ def calc(expr):
         return v
 
     value = expression()
-    if pos != len(tokens):
+    if tokens[pos] != "end":
         raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
     return value
 
@@ -348,6 +347,7 @@ class GSM8K(NumberTask):
         out, pos = [text[:notes[k].start()]], notes[k].start()
         for j, m in enumerate(notes[k:], start=k):
             out.append(carry(text[pos:m.start()]))
+            pos = m.end()
             expr, result = (m.group(1) if j == k else carry(m.group(1))), _num(m.group(2))
             if result is None:
                 return None
@@ -356,7 +356,6 @@ class GSM8K(NumberTask):
             elif expr == m.group(1):       # a step that uses no changed value keeps its result, and
                 changed.pop(result, None)  # later uses of that number refer to this step, not the slip
                 out.append(m.group())
-                pos = m.end()
                 continue
             else:
                 try:
@@ -364,7 +363,6 @@ class GSM8K(NumberTask):
                 except (ValueError, ArithmeticError):
                     return None
             out.append(f"<<{expr}={_fmt(value)}>>")
-            pos = m.end()
             shown = self.SHOWN.match(text, pos)  # the result as the prose shows it: '>>24 clips'
             if shown and _num(shown.group()) == result:
                 out.append(("$" if shown.group().startswith("$") else "") + _fmt(value))
