@@ -37,7 +37,6 @@ import data
 from model import GPT, WeightsError, load_checkpoint
 from discuss import Speaker, Transcript, Turn, discuss, stance_alignment, stances_for
 
-TASKS = ("arith", "gsm8k", "csqa", "mmlu")
 MODES = ("single", "self", "multi", "debate")
 
 # -----------------------------------------------------------------------------
@@ -80,21 +79,16 @@ def rouge_n(candidate, reference, n):
     return _f1(sum((c & r).values()), sum(c.values()), sum(r.values()))
 
 
-def lcs(a, b):
-    """Length of the longest common subsequence (one row of the dynamic programme at a time)."""
-    prev = [0] * (len(b) + 1)
-    for x in a:
+def rouge_l(candidate, reference):
+    """ROUGE-L F1 (beta = 1): the longest common subsequence, one row of the dynamic programme at a time."""
+    c, r = tokens(candidate), tokens(reference)
+    prev = [0] * (len(r) + 1)
+    for x in c:
         cur = [0]
-        for j, y in enumerate(b):
+        for j, y in enumerate(r):
             cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
         prev = cur
-    return prev[-1]
-
-
-def rouge_l(candidate, reference):
-    """ROUGE-L F1 (beta = 1): longest common subsequence over both lengths."""
-    c, r = tokens(candidate), tokens(reference)
-    return _f1(lcs(c, r), len(c), len(r))
+    return _f1(prev[-1], len(c), len(r))
 
 
 def rouge(candidate, reference):
@@ -119,14 +113,9 @@ def partner_mode_for(tok, remarks):
     return "prompted" if tok.chat else "trained" if remarks else "reflect"
 
 
-def others_message(texts):
-    """What a debating agent is shown: {agent number: its previous answer} of the others (after Du et al.)."""
-    body = "\n\n".join(f"Agent {i}: {t}" for i, t in texts.items())
-    return f"Other agents answered:\n\n{body}\n\nUse their reasoning as advice and answer again."
-
-
 def debate(speaker, task, examples, agents, rounds, seed=0):
-    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one call."""
+    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one call.
+    From round 1 on, each agent is first shown the others' previous answers, under their agent numbers."""
     groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)] for ex in examples]
     flat = [tr for group in groups for tr in group]
     for r in range(rounds + 1):
@@ -134,8 +123,9 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
             for group in groups:
                 previous = [tr.turns[-1].text for tr in group]
                 for i, tr in enumerate(group):
-                    others = {j + 1: text for j, text in enumerate(previous) if j != i}
-                    tr.turns.append(Turn("agents", others_message(others)))
+                    others = "\n\n".join(f"Agent {j + 1}: {text}" for j, text in enumerate(previous) if j != i)
+                    tr.turns.append(Turn("agents", f"Other agents answered:\n\n{others}\n\n"
+                                                   "Use their reasoning as advice and answer again."))
         for tr, text in zip(flat, speaker.speak(flat, "learner", seed=seed + r)):
             tr.turns.append(Turn("learner", text, task.extract(text)))
     return groups
@@ -167,7 +157,7 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         elif partner is None:
             raise ValueError("mode multi needs a partner model")
         partner_tok = partner_tok or tok
-        partner_mode = partner_mode or ("prompted" if partner_tok.chat else "trained")
+        partner_mode = partner_mode or partner_mode_for(partner_tok, remarks=True)
         if partner_mode == "reflect" and mode == "multi":
             raise ValueError("the partner can neither follow instructions nor was trained to remark")
         if partner_mode != "reflect":
@@ -337,18 +327,19 @@ d.hidden=!show;n+=show;}$('f-count').textContent=n+' shown';}
 for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListener('change',filt);filt();"""
 
 
-def _grid(x0, x1, y):
-    """Horizontal lines and labels at 0, 25, 50, 75 and 100%."""
-    return [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
+def _chart(width, height, x0, x1, y, marks):
+    """An SVG chart: grid lines from x0 to x1 at heights y(0%), y(25%), ... y(100%), then the marks."""
+    grid = [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
             f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>' for a in (0, .25, .5, .75, 1)]
+    head = f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">'
+    return "\n".join([head, *grid, *marks, "</svg>"])
 
 
 def _bars(results_list):
     """One bar per (method, mode): accuracy with its 95% interval as a whisker."""
     methods = list(dict.fromkeys(r.get("method", "?") for r in results_list))
     w, y = 80 + 90 * len(results_list), (lambda a: 230 - 200 * a)
-    svg = [f'<svg width="{w}" height="290" xmlns="http://www.w3.org/2000/svg" font-size="11">']
-    svg += _grid(50, w - 10, y)
+    svg = []
     for i, r in enumerate(results_list):
         x, a, (lo, hi) = 70 + 90 * i, r["accuracy"] or 0, r["ci95"]
         color = COLORS[methods.index(r.get("method", "?")) % len(COLORS)]
@@ -357,7 +348,7 @@ def _bars(results_list):
                    f'<text x="{x + 25}" y="{y(hi) - 4:.1f}" text-anchor="middle">{100 * a:.1f}</text>'
                    f'<text x="{x + 25}" y="248" text-anchor="middle">{html.escape(r.get("method", "?"))}</text>'
                    f'<text x="{x + 25}" y="262" text-anchor="middle">{html.escape(r["mode"])}</text>')
-    return "\n".join(svg + ["</svg>"])
+    return _chart(w, 290, 50, w - 10, y, svg)
 
 
 def _round_lines(results_list):
@@ -367,10 +358,7 @@ def _round_lines(results_list):
         return "<p>No run with discussion rounds.</p>"
     top = max(len(r["per_round"]) for r in lines) - 1
     x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
-    svg = ['<svg width="700" height="260" xmlns="http://www.w3.org/2000/svg" font-size="11">']
-    svg += _grid(55, 485, y)
-    for k in range(top + 1):
-        svg.append(f'<text x="{x(k):.1f}" y="240" text-anchor="middle">round {k}</text>')
+    svg = [f'<text x="{x(k):.1f}" y="240" text-anchor="middle">round {k}</text>' for k in range(top + 1)]
     for i, r in enumerate(lines):
         color = COLORS[i % len(COLORS)]
         pts = [(x(p["round"]), y(p["accuracy"] or 0)) for p in r["per_round"]]
@@ -378,7 +366,7 @@ def _round_lines(results_list):
         svg += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"></circle>' for a, b in pts]
         svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
                    f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(label(r))}</text>')
-    return "\n".join(svg + ["</svg>"])
+    return _chart(700, 260, 55, 485, y, svg)
 
 
 def _transcript(tr):
@@ -454,7 +442,7 @@ def parse_args(argv=None):
     which.add_argument("--model", help="a hub name or HF/Meta directory")
     which.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
                        help="print a markdown table of several results.json (and with --out, a report)")
-    p.add_argument("--task", choices=TASKS, default="gsm8k")
+    p.add_argument("--task", choices=data.TASKS, default="gsm8k")
     p.add_argument("--mode", choices=MODES, default="single")
     p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
     p.add_argument("--rounds", type=int, help="discussion rounds (self, multi, debate; default 1)")
