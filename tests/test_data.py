@@ -225,6 +225,20 @@ def test_arith_is_deterministic_and_its_splits_are_disjoint():
     assert {ex.n_ops for ex in test} == {1, 2, 3}
 
 
+def digest(obj):
+    return hashlib.sha256(repr(obj).encode()).hexdigest()[:16]
+
+
+def test_arith_problems_and_slips_are_pinned():
+    """Byte-identical problems and wrong targets for the same seed, whatever the code looks like: runs,
+    checkpoints and assets/arith-warmup.pt were made from these. Change the digests only on purpose."""
+    train, test = data.generate_arith("train", 2000), data.generate_arith("test", 500)
+    assert digest([(e.question, e.rationale, e.answer) for e in train]) == "34a6bbe71a0e34e1"
+    assert digest([(e.question, e.rationale, e.answer) for e in test]) == "875142f2f5198b1a"
+    task, rng = data.get_task("arith"), random.Random(0)
+    assert digest([task.wrong_target(e, rng) for e in train[:500]]) == "842257afb08f18cb"
+
+
 def test_arith_problems_are_compact_in_the_arith_tokenizer():
     tok, task = data.get_tokenizer("arith"), data.get_task("arith")
     exs = task.load("train")
@@ -526,8 +540,8 @@ def test_real_gsm8k(shared_data):
     assert sum("," in r["answer"].split("####")[1] for r in raw) == 14
     assert sorted(ex.answer for ex in test if ex.answer.startswith("-")) == ["-10", "-3"]
     rng = random.Random(0)
-    for ex in train[:300]:
-        check_gsm8k_wrong(task, ex, rng)
+    wrong = [check_gsm8k_wrong(task, ex, rng) for ex in train[:300]]
+    assert digest(wrong) == "1d59e3d7dc3336f6"   # pinned, like the arith problems
 
 
 def test_real_csqa_and_mmlu(shared_data):
