@@ -508,14 +508,12 @@ def main(argv=None):
         examples = task.load(split, args.data_dir)[:args.limit]
         model, tok, remarks = load_model(name, device)
         if args.mode == "multi":
-            partner, partner_tok, partner_remarks = load_model(args.partner, device)
+            partner, partner_tok, remarks = load_model(args.partner, device)  # remarks: the partner's
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
-    if args.mode == "self":
-        partner_mode = partner_mode_for(tok, remarks)
-    elif args.mode == "multi":
-        partner_mode = partner_mode_for(partner_tok, partner_remarks)
-        if partner_mode == "reflect":
+    if args.mode in ("self", "multi"):
+        partner_mode = partner_mode_for(partner_tok or tok, remarks)
+        if partner_mode == "reflect" and args.mode == "multi":
             raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "
                              f"nor was trained to remark (no 'remarks' in its checkpoint)")
     results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner, partner_tok=partner_tok,
