@@ -216,7 +216,7 @@ class GPT(nn.Module):
         """
         if not prompts or max_new_tokens <= 0:
             return [[] for _ in prompts]
-        B, P = len(prompts), max(len(p) for p in prompts)
+        P = max(len(p) for p in prompts)
         if min(len(p) for p in prompts) == 0:
             raise ValueError("generate: every prompt needs at least one token")
         if P + max_new_tokens > self.config.block_size:
