@@ -816,6 +816,11 @@ def _model_type(config_path):
 # -----------------------------------------------------------------------------
 # Batches: sequences of (text or token ids, trainable) segments -> padded idx and masked targets.
 
+def encode_part(tok, part):
+    """A segment's token ids: text is encoded, a list of ids (special tokens) is taken as it is."""
+    return tok.encode(part) if isinstance(part, str) else [int(i) for i in part]
+
+
 def make_batch(tok, sequences, block_size):
     """idx (B, T) and targets (B, T), T = the longest sequence: targets keep a token only where it
     belongs to a trainable segment, else -100. Too long: cut the left of the untrained prefix."""
@@ -825,7 +830,7 @@ def make_batch(tok, sequences, block_size):
     for seq in sequences:
         ids, train = [], []
         for part, trainable in seq:
-            t = tok.encode(part) if isinstance(part, str) else [int(i) for i in part]
+            t = encode_part(tok, part)
             ids += t
             train += [bool(trainable)] * len(t)
         excess = len(ids) - (block_size + 1)

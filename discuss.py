@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+import data
+
 STANCES = ("support", "oppose")
 OPENER = {"support": "I agree.", "oppose": "I disagree."}
 # Prompts for instruction-following models (chat mode).
@@ -128,7 +130,7 @@ def turn_segments(tok, text):
 
 def encode(tok, segments):
     """Token ids of render()'s segments."""
-    return [i for s in segments for i in (s if isinstance(s, list) else tok.encode(s))]
+    return [i for s in segments for i in data.encode_part(tok, s)]
 
 
 # -----------------------------------------------------------------------------

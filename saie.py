@@ -22,6 +22,7 @@ Several GPUs (each rank discusses its own shard of every batch):
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
@@ -154,12 +155,17 @@ def log(rank, *msg):
 # SAIE's batches are discussions generated with the *current* learner, so the teaching
 # signal follows the learner's evolving answers.
 
+def question_batches(examples, args, rank, world, start):
+    """(micro-batch number, this rank's questions), from micro-batch `start` on. The index stream is
+    deterministic, so resuming skips what was consumed without generating anything."""
+    stream = data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)
+    for i, idx in itertools.islice(enumerate(stream), start, None):
+        yield i, [examples[j] for j in idx]
+
+
 def sft_batches(tok, task, examples, args, rank, world, start, remarks):
     """Plain fine-tuning: question -> gold. In warm-up a base partner also learns to remark."""
-    for i, idx in enumerate(data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)):
-        if i < start:
-            continue  # resume: the index stream is deterministic, skip what was consumed
-        exs = [examples[j] for j in idx]
+    for i, exs in question_batches(examples, args, rank, world, start):
         seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
         if remarks:  # half as many remark examples as answers: the partner's role needs less practice
             seqs += discuss.remark_sequences(tok, task, exs[: len(exs) // 2],
@@ -169,10 +175,7 @@ def sft_batches(tok, task, examples, args, rank, world, start, remarks):
 
 def saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path):
     """Discuss each question of the batch, then train the learner's next turn on the gold answer."""
-    for i, idx in enumerate(data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)):
-        if i < start:
-            continue
-        exs = [examples[j] for j in idx]
+    for i, exs in question_batches(examples, args, rank, world, start):
         seed = hash_seed(args.seed, i, rank)
         stances = discuss.stances_for(len(exs), args.stance, random.Random(seed))
         trs = discuss.discuss(learner, partner, task, exs, stances, args.rounds, seed=seed)
@@ -222,9 +225,7 @@ def trim_jsonl(path, last_step):
     if not path.exists():
         return
     keep = [l for l in path.read_text().splitlines(True) if l.strip() and json.loads(l)["step"] < last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    evaluation.write_atomic(path, "".join(keep))
 
 
 def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
@@ -262,7 +263,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
 
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    t0, tokens, step = time.time(), 0, start
+    t0, tokens = time.time(), 0
     try:
         for step in range(start, steps):
             for g in opt.param_groups:
