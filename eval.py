@@ -254,6 +254,8 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename, so a crash leaves the old file or the new one
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
