@@ -16,6 +16,9 @@ CASES = {  # learner text -> verified?
     "#### 17": False,                                # no steps at all
     "I think it is 17": False,                       # no steps, no '####'
     "7 - 3 = 4\n4 + 13 = 17\n17 * 1 = 17\n#### 17": True,
+    "7 - 3 = 4\n4 + 12 = 16\n#### 16": False,       # true steps, wrong answer
+    "7 - 3 = 4\n4 * 4 = 17\n#### 17": False,        # right answer, the last step false
+    "7 - 3 = 5\n5 + 12 = 17\n#### 17": False,       # right answer, the first step false
 }
 
 

@@ -55,6 +55,7 @@ def test_three_stance_remark_sequences_are_masked(attempt):
         remark = TOK.decode([t for t in targets[r].tolist() if t != -100])
         assert remark.startswith(" ") and remark.endswith("<|endoftext|>"), "target: the remark and its end of turn"
         remark = remark[1:].removesuffix("<|endoftext|>")
+        assert not remark.startswith(("I agree.", "I disagree.", OPENER)), "the opener is context, not target"
         m = re.fullmatch(r"Question: (.*)\nAnswer: (.*)<\|endoftext\|>\nPartner: (I agree\.|I disagree\.|I have a question\.)",
                          context, re.S)
         assert m and m[1] == ex.question, f"context is the partner's view ending with the opener: {context!r}"
