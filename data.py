@@ -852,6 +852,20 @@ def make_batch(tok, sequences, block_size):
     return idx, targets
 
 
+def length_groups(targets):
+    """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last target
+    (later tokens cannot change the loss). SAIE batches mix discussions with plain pairs several times
+    shorter; padding those to the longest row wastes compute, so they split where that saves a quarter.
+    Returns [(row indices, length), ...]."""
+    ends = [int(r.nonzero().max()) + 1 if r.any() else 1 for r in targets != -100]
+    order = sorted(range(len(ends)), key=ends.__getitem__)
+    n, longest = len(order), ends[order[-1]]
+    cost, k = min((k * ends[order[k - 1]] + (n - k) * longest, k) for k in range(1, n + 1))
+    if cost > 0.75 * n * longest:
+        k = n
+    return [(order[:k], ends[order[k - 1]])] + ([(order[k:], longest)] if k < n else [])
+
+
 def iterate_batches(n, batch_size, seed, rank=0, world_size=1):
     """Endless index lists: a fresh permutation per epoch from (seed, epoch), cut into global
     batches of batch_size * world_size (an incomplete tail is dropped); each rank gets its slice."""

@@ -195,16 +195,22 @@ class GPT(nn.Module):
             x = block(x, rope, None if cache is None else cache[i], start, mask)
         return self.ln_f(x)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, weights=None):
+        """Logits (B, T, vocab); with targets (B, T), also the loss: the mean cross-entropy over tokens whose
+        target is not -100, row b weighted by weights[b] when given. With targets, the vocabulary projection
+        runs on the supervised tokens only (prompts and remarks need no logits, and for a small model it is the
+        biggest matmul), so the logits returned are those tokens' rows, (N, vocab), in reading order."""
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
-        logits = self.lm_head(self.hidden(idx, torch.arange(T, device=idx.device)[None]))
+        x = self.hidden(idx, torch.arange(T, device=idx.device)[None])
         if targets is None:
-            return logits, None
-        # Sum over supervised tokens / their count: a batch with none gives 0, not NaN.
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
-        return logits, loss / (targets != -100).sum().clamp(min=1)
+            return self.lm_head(x), None
+        keep = targets != -100
+        logits = self.lm_head(x[keep])
+        ce = F.cross_entropy(logits.float(), targets[keep], reduction="none")
+        w = torch.ones_like(ce) if weights is None else weights[:, None].expand_as(targets)[keep].to(ce.dtype)
+        return logits, (ce * w).sum() / w.sum().clamp(min=1e-8)  # no supervised token: 0, not NaN
 
     @torch.inference_mode()
     def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None, seed=None):

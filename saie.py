@@ -35,7 +35,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 import data
 import discuss
@@ -197,12 +196,23 @@ def hash_seed(*parts):
 # The optimization loop, nanoGPT-style: AdamW with decay on 2-D weights only,
 # linear ramp-up then cosine LR, gradient accumulation, clipping, bf16 autocast.
 
-def weighted_loss(logits, targets, weights):
-    """Mean next-token cross-entropy over supervised tokens, each row weighted."""
-    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
-                         reduction="none").view_as(targets)
-    w = weights[:, None] * (targets != -100)
-    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+def micro_step(fwd, idx, targets, weights, args, autocast=nullcontext(), ddp=None, last=True):
+    """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in length
+    groups (data.length_groups), each loss scaled by its share of the supervised weight: the gradient is that
+    of the weighted mean over the whole micro-batch. Under DDP, gradients sync on the step's last backward."""
+    total_weight = (weights[:, None] * (targets != -100)).sum().clamp(min=1e-8)
+    groups = data.length_groups(targets)
+    loss_sum, tokens = 0.0, 0
+    for g, (rows, T) in enumerate(groups):
+        x, y, w = idx[rows, :T].to(args.device), targets[rows, :T].to(args.device), weights[rows].to(args.device)
+        if ddp is not None:  # set before the forward
+            ddp.require_backward_grad_sync = last and g == len(groups) - 1
+        with autocast:
+            _, loss = fwd(x, y, w)
+        loss = loss * (w[:, None] * (y != -100)).sum() / total_weight.to(args.device)
+        (loss / args.grad_accum).backward()
+        loss_sum, tokens = loss_sum + loss.item(), tokens + x.numel()
+    return loss_sum, tokens
 
 
 def make_optimizer(model, args, lr, device):
@@ -272,16 +282,9 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
             for micro in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
                 idx, targets = data.make_batch(tok, seqs, model.config.block_size)
-                idx, targets = idx.to(args.device), targets.to(args.device)
-                weights = torch.tensor(weights, device=args.device)
-                if world > 1:  # sync gradients only on the last micro-step (set before forward)
-                    net.require_backward_grad_sync = micro == args.grad_accum - 1
-                with autocast:
-                    logits, _ = fwd(idx)
-                    loss = weighted_loss(logits, targets, weights) / args.grad_accum
-                loss.backward()
-                total += loss.item()
-                tokens += idx.numel() * world
+                loss, n = micro_step(fwd, idx, targets, torch.tensor(weights), args, autocast,
+                                     net if world > 1 else None, last=micro == args.grad_accum - 1)
+                total, tokens = total + loss / args.grad_accum, tokens + n * world
             if not math.isfinite(total):
                 raise SystemExit(f"{phase}: loss is {total} at step {step}; stopping. "
                                  f"The last good checkpoint is {ckpt_path}. Try a lower --lr.")

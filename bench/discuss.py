@@ -28,7 +28,7 @@ import torch
 import data
 import discuss
 from model import GPT, GPTConfig
-from saie import weighted_loss
+from saie import micro_step
 
 SHAPES = {  # name: (tokenizer, model config kwargs)
     "tiny": ("arith", dict(n_layer=4, n_head=4, n_embd=128, block_size=256)),
@@ -41,13 +41,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def update(model, opt, tok, seqs, weights, device, autocast):
+def update(model, opt, tok, seqs, weights, args, autocast):
+    """The optimizer step train() takes: micro_step (length groups, loss on supervised tokens only), AdamW."""
     idx, targets = data.make_batch(tok, seqs, model.config.block_size)
-    idx, targets = idx.to(device), targets.to(device)
-    with autocast:
-        logits, _ = model(idx)
-        loss = weighted_loss(logits, targets, torch.tensor(weights, device=device))
-    loss.backward()
+    micro_step(model, idx, targets, torch.tensor(weights), args, autocast)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -74,9 +71,9 @@ def bench(shape, args):
         trs = discuss.discuss(lspk, pspk, task, examples, stances, rounds=1, seed=step)
         sync(args.device); t1 = time.perf_counter()
         seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(trs, examples)] + plain
-        update(learner, opt, tok, seqs, [1.0] * len(seqs), args.device, autocast)
+        update(learner, opt, tok, seqs, [1.0] * len(seqs), args, autocast)
         sync(args.device); t2 = time.perf_counter()
-        update(learner, opt, tok, plain, [1.0] * len(plain), args.device, autocast)
+        update(learner, opt, tok, plain, [1.0] * len(plain), args, autocast)
         sync(args.device); t3 = time.perf_counter()
         if step:
             t_gen, t_saie_update, t_sft = t_gen + t1 - t0, t_saie_update + t2 - t1, t_sft + t3 - t2
@@ -97,6 +94,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
+    args.grad_accum = 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
     for shape in args.shapes:
         bench(shape, args)

@@ -187,17 +187,21 @@ def test_generate_limits_and_mode():
     assert model.generate([], 5) == [] and model.generate([[1]], 0) == [[]]
 
 
-def test_loss_masking():
+def test_loss_masking_and_row_weights():
     model = _tiny("gpt2")
     idx = torch.randint(0, VOCAB, (2, 10))
     _, loss = model(idx, torch.full((2, 10), -100))
     assert loss.item() == 0.0
     targets = torch.full((2, 10), -100)
-    targets[0, 3], targets[1, 7] = 5, 9
-    logits, loss = model(idx, targets)
-    ref = torch.nn.functional.cross_entropy(torch.stack([logits[0, 3], logits[1, 7]]), torch.tensor([5, 9]))
-    assert torch.allclose(loss, ref)
-    loss.backward()
+    targets[0, 3], targets[0, 5], targets[1, 7] = 5, 6, 9
+    full, _ = model(idx)
+    logits, loss = model(idx, targets)  # logits of the supervised tokens only, in reading order
+    assert torch.allclose(logits, torch.stack([full[0, 3], full[0, 5], full[1, 7]]), atol=1e-5)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor([5, 6, 9]), reduction="none")
+    assert torch.allclose(loss, ce.mean())
+    _, weighted = model(idx, targets, torch.tensor([1.0, 0.5]))
+    assert torch.allclose(weighted, (ce[0] + ce[1] + 0.5 * ce[2]) / 2.5)
+    weighted.backward()
     assert model.wte.weight.grad is not None
 
 

@@ -117,16 +117,42 @@ def test_same_seed_same_transcripts_and_losses(tmp_path):
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, monkeypatch):
-    calls = []
+    calls, micro_step = [], saie.micro_step
 
-    def poisoned(logits, targets, weights):
+    def poisoned(*args, **kwargs):
+        loss, tokens = micro_step(*args, **kwargs)
         calls.append(1)
-        loss = saie.F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return loss * float("nan") if len(calls) == 7 else loss  # warm-up takes 4 calls, then sft 2 good ones
-    monkeypatch.setattr(saie, "weighted_loss", poisoned)
+        return (float("nan") if len(calls) == 7 else loss), tokens  # warm-up takes 4 steps, then sft 2 good ones
+    monkeypatch.setattr(saie, "micro_step", poisoned)
     with pytest.raises(SystemExit, match=r"sft: loss is nan at step 2; stopping\. The last good checkpoint"):
         saie.main(TINY + ["--method", "sft", "--out", str(tmp_path)])
     assert load_checkpoint(tmp_path / "sft" / "ckpt.pt")["step"] == 2
+
+
+def test_length_groups_give_the_gradient_of_the_whole_padded_batch():
+    """micro_step splits discussions from short plain pairs; the gradient must not change."""
+    import data
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(family="gpt2", vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=16))
+    idx = torch.randint(0, 50, (6, 40))
+    targets = torch.full((6, 40), -100)
+    for r, end in enumerate([40, 38, 9, 8, 30, 7]):  # three long rows, three short ones
+        targets[r, end - 4:end] = idx[r, end - 4:end]
+    weights = torch.tensor([1.0, 1.0, 0.5, 0.5, 1.0, 0.5])
+    groups = data.length_groups(targets)
+    assert sorted(map(sorted, (rows for rows, _ in groups))) == [[0, 1, 4], [2, 3, 5]]
+    assert [T for _, T in groups] == [9, 40]
+    args = type("Args", (), {"device": "cpu", "grad_accum": 2})
+    loss, tokens = saie.micro_step(model, idx, targets, weights, args)
+    assert tokens == 3 * 9 + 3 * 40
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    _, ref = model(idx, targets, weights)  # one forward over the fully padded batch
+    (ref / 2).backward()
+    assert abs(loss - ref.item()) < 1e-5
+    for g, p in zip(grads, model.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-6)
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
