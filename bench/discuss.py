@@ -6,7 +6,8 @@ One SAIE step = the learner's turns (one batched generate call) + the partner's 
 update on the plain sequences alone. Random weights never emit their end-of-turn token,
 so every turn runs to --turn-tokens: the worst case.
 
-    python bench/discuss.py                      # tiny (the arith default) and GPT-2 124M shapes, CPU
+    python bench/discuss.py                      # tiny (the arith default) and GPT-2 124M shapes, CPU;
+                                                 # 124M on arith and on GSM8K (the task that shape trains on)
     python bench/discuss.py --shapes tiny --steps 5
     python bench/discuss.py --device cuda --dtype bfloat16
 """
@@ -49,9 +50,9 @@ def update(model, opt, tok, seqs, weights, args, autocast):
     opt.zero_grad(set_to_none=True)
 
 
-def bench(shape, args):
+def bench(shape, task_name, args):
     tok_name, kw = SHAPES[shape]
-    tok, task = data.get_tokenizer(tok_name), data.get_task("arith")
+    tok, task = data.get_tokenizer(tok_name), data.get_task(task_name)
     torch.manual_seed(0)
     learner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
     partner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
@@ -59,7 +60,7 @@ def bench(shape, args):
     opt = torch.optim.AdamW(learner.parameters(), lr=1e-4)
     autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype)) if args.device.startswith("cuda")
                 and args.dtype != "float32" else nullcontext())
-    examples = task.load("train")[: args.batch_size]
+    examples = task.load("train", args.data_dir)[: args.batch_size]
     lspk = discuss.Speaker(learner, tok, args.turn_tokens, temperature=0.7)
     pspk = discuss.Speaker(partner, tok, args.turn_tokens)
     stances = discuss.stances_for(len(examples), "both", random.Random(0))
@@ -79,7 +80,7 @@ def bench(shape, args):
             t_gen, t_saie_update, t_sft = t_gen + t1 - t0, t_saie_update + t2 - t1, t_sft + t3 - t2
     n = args.steps
     saie = (t_gen + t_saie_update) / n
-    print(f"{shape:>5} | {learner.num_params() / 1e6:7.2f}M | batch {args.batch_size} | turns {args.turn_tokens} tok"
+    print(f"{shape:>5} | {task_name:>5} | {learner.num_params() / 1e6:7.2f}M | batch {args.batch_size} | turns {args.turn_tokens} tok"
           f" | SFT step {t_sft / n * 1e3:8.1f} ms | SAIE step {saie * 1e3:8.1f} ms"
           f" (generation {t_gen / n / saie:.0%}, update {t_saie_update / n / saie:.0%})"
           f" | overhead SAIE/SFT {saie / (t_sft / n):.1f}x", flush=True)
@@ -88,6 +89,10 @@ def bench(shape, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=["tiny", "124M"], choices=SHAPES)
+    p.add_argument("--tasks", nargs="+", default=["arith", "gsm8k"], choices=["arith", "gsm8k"],
+                   help="gsm8k runs at the 124M shape only (its tokenizer), from --data-dir or the download cache")
+    shared = ROOT.parent / "shared" / "data"  # the offline copy next to a checkout, if there is one
+    p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--turn-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=3)
@@ -97,7 +102,9 @@ def main():
     args.grad_accum = 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
     for shape in args.shapes:
-        bench(shape, args)
+        for task in args.tasks:
+            if task == "arith" or shape != "tiny":
+                bench(shape, task, args)
 
 
 if __name__ == "__main__":
