@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="timed runs of each; the best counts")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also print where our time goes (torch.profiler, per decode step)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,6 +133,13 @@ def main():
         print(f"{B:5d} {n / t_ours:11.1f} {n / t_hf:9.1f} {t_hf / t_ours:5.2f}x | {dec_ours:11.1f} {dec_hf:9.1f}"
               f" {dec_ours / dec_hf:5.2f}x | {roof:8.0f} {dec_ours / roof:8.0%}   (same greedy rows as HF: {same}/{B})",
               flush=True)
+        if args.profile:
+            from torch.profiler import profile
+            with profile() as prof:
+                run_ours(args.new)
+            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8)
+            print(f"# our generate call, batch {B}: self time of the top ops (prefill included; per decode step"
+                  f" ~ total / {args.new - 1})\n{table}")
 
 
 if __name__ == "__main__":
