@@ -196,21 +196,22 @@ def hash_seed(*parts):
 # The optimization loop, nanoGPT-style: AdamW with decay on 2-D weights only,
 # linear ramp-up then cosine LR, gradient accumulation, clipping, bf16 autocast.
 
-def micro_step(fwd, idx, targets, weights, args, autocast=nullcontext(), ddp=None, last=True):
+def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None, last=True):
     """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in length
     groups (data.length_groups), each loss scaled by its share of the supervised weight: the gradient is that
     of the weighted mean over the whole micro-batch. Under DDP, gradients sync on the step's last backward."""
-    total_weight = (weights[:, None] * (targets != -100)).sum().clamp(min=1e-8)
+    row_weight = (weights[:, None] * (targets != -100)).sum(1)  # what each row adds to the mean's denominator
+    total_weight = row_weight.sum().clamp(min=1e-8)
     groups = data.length_groups(targets)
     loss_sum, tokens = 0.0, 0
     for g, (rows, T) in enumerate(groups):
-        x, y, w = idx[rows, :T].to(args.device), targets[rows, :T].to(args.device), weights[rows].to(args.device)
+        x, y, w = idx[rows, :T].to(device), targets[rows, :T].to(device), weights[rows].to(device)
         if ddp is not None:  # set before the forward
             ddp.require_backward_grad_sync = last and g == len(groups) - 1
         with autocast:
             _, loss = fwd(x, y, w)
-        loss = loss * (w[:, None] * (y != -100)).sum() / total_weight.to(args.device)
-        (loss / args.grad_accum).backward()
+        loss = loss * (row_weight[rows].sum() / total_weight).item()
+        (loss / accum).backward()
         loss_sum, tokens = loss_sum + loss.item(), tokens + x.numel()
     return loss_sum, tokens
 
@@ -282,8 +283,8 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
             for micro in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
                 idx, targets = data.make_batch(tok, seqs, model.config.block_size)
-                loss, n = micro_step(fwd, idx, targets, torch.tensor(weights), args, autocast,
-                                     net if world > 1 else None, last=micro == args.grad_accum - 1)
+                loss, n = micro_step(fwd, idx, targets, torch.tensor(weights), args.device, args.grad_accum,
+                                     autocast, net if world > 1 else None, last=micro == args.grad_accum - 1)
                 total, tokens = total + loss / args.grad_accum, tokens + n * world
             if not math.isfinite(total):
                 raise SystemExit(f"{phase}: loss is {total} at step {step}; stopping. "

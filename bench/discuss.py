@@ -42,10 +42,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def update(model, opt, tok, seqs, weights, args, autocast):
+def update(model, opt, tok, seqs, weights, device, autocast):
     """The optimizer step train() takes: micro_step (length groups, loss on supervised tokens only), AdamW."""
     idx, targets = data.make_batch(tok, seqs, model.config.block_size)
-    micro_step(model, idx, targets, torch.tensor(weights), args, autocast)
+    micro_step(model, idx, targets, torch.tensor(weights), device, autocast=autocast)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -72,9 +72,9 @@ def bench(shape, task_name, args):
         trs = discuss.discuss(lspk, pspk, task, examples, stances, rounds=1, seed=step)
         sync(args.device); t1 = time.perf_counter()
         seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(trs, examples)] + plain
-        update(learner, opt, tok, seqs, [1.0] * len(seqs), args, autocast)
+        update(learner, opt, tok, seqs, [1.0] * len(seqs), args.device, autocast)
         sync(args.device); t2 = time.perf_counter()
-        update(learner, opt, tok, plain, [1.0] * len(plain), args, autocast)
+        update(learner, opt, tok, plain, [1.0] * len(plain), args.device, autocast)
         sync(args.device); t3 = time.perf_counter()
         if step:
             t_gen, t_saie_update, t_sft = t_gen + t1 - t0, t_saie_update + t2 - t1, t_sft + t3 - t2
@@ -99,7 +99,6 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
-    args.grad_accum = 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
     for shape in args.shapes:
         for task in args.tasks:

@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="timed runs of each; the best counts")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--skip-hf", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="also print where our time goes (torch.profiler, per decode step)")
+    ap.add_argument("--profile", action="store_true", help="also print where our time goes (torch.profiler over one generate call)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

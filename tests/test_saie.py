@@ -143,8 +143,7 @@ def test_length_groups_give_the_gradient_of_the_whole_padded_batch():
     groups = data.length_groups(targets)
     assert sorted(map(sorted, (rows for rows, _ in groups))) == [[0, 1, 4], [2, 3, 5]]
     assert [T for _, T in groups] == [9, 40]
-    args = type("Args", (), {"device": "cpu", "grad_accum": 2})
-    loss, tokens = saie.micro_step(model, idx, targets, weights, args)
+    loss, tokens = saie.micro_step(model, idx, targets, weights, "cpu", accum=2)
     assert tokens == 3 * 9 + 3 * 40
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
