@@ -172,8 +172,18 @@ def sft_batches(tok, task, examples, args, rank, world, start, remarks):
         yield seqs, [1.0] * len(seqs), {}
 
 
-def saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path):
-    """Discuss each question of the batch, then train the learner's next turn on the gold answer."""
+def discussion_sequences(tok, task, transcripts, examples, args):
+    """What a SAIE batch trains on: each discussion with the gold turn as its target, then the plain
+    question -> gold pair (row weight --plain-weight)."""
+    seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(transcripts, examples)]
+    seqs += [discuss.answer_sequence(tok, task, ex) for ex in examples]
+    return seqs, [1.0] * len(examples) + [args.plain_weight] * len(examples)
+
+
+def saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path,
+                 sequences=discussion_sequences):
+    """Discuss each question of the batch, then train the learner's next turn on the gold answer.
+    `sequences` turns a batch's transcripts into training rows (the classroom exercises swap it)."""
     for i, exs in question_batches(examples, args, rank, world, start):
         seed = hash_seed(args.seed, i, rank)
         stances = discuss.stances_for(len(exs), args.stance, random.Random(seed))
@@ -181,11 +191,10 @@ def saie_batches(learner, partner, tok, task, examples, args, rank, world, start
         if transcripts_path:
             with open(transcripts_path, "a") as f:
                 f.writelines(tr.to_json(step=i) + "\n" for tr in trs)
-        seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(trs, exs)]
-        seqs += [discuss.answer_sequence(tok, task, ex) for ex in exs]
+        seqs, weights = sequences(tok, task, trs, exs, args)
         stats = {"learner_acc": sum(task.is_correct(tr.turns[0].text, ex) for tr, ex in zip(trs, exs)) / len(exs),
                  "aligned": discuss.stance_alignment(trs)}
-        yield seqs, [1.0] * len(exs) + [args.plain_weight] * len(exs), stats
+        yield seqs, weights, stats
 
 
 def hash_seed(*parts):

@@ -9,6 +9,7 @@ and own_turn_sequences(); then train with them and compare with the default:
 """
 import sys
 
+import saie
 from exercises import harness
 
 
@@ -27,7 +28,7 @@ def own_turn_sequences(tok, task, transcripts, examples):
 
 def sequences(tok, task, transcripts, examples, args):
     """saie.py's sequences, plus the learner's verified own turns (weight 1)."""
-    seqs, weights = harness.default_sequences(tok, task, transcripts, examples, args)
+    seqs, weights = saie.discussion_sequences(tok, task, transcripts, examples, args)
     own = own_turn_sequences(tok, task, transcripts, examples)
     return seqs + own, weights + [1.0] * len(own)
 
