@@ -43,7 +43,7 @@ def sync(device):
 
 
 def update(model, opt, tok, seqs, weights, device, autocast):
-    """The optimizer step train() takes: micro_step (length groups, loss on supervised tokens only), AdamW."""
+    """train()'s update without its gradient clipping: micro_step (length groups, loss on supervised tokens), AdamW."""
     idx, targets = data.make_batch(tok, seqs, model.config.block_size)
     micro_step(model, idx, targets, torch.tensor(weights), device, autocast=autocast)
     opt.step()
