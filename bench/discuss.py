@@ -9,9 +9,13 @@ so every turn runs to --turn-tokens: the worst case.
     python bench/discuss.py                      # tiny (the arith default) and GPT-2 124M shapes, CPU;
                                                  # 124M on arith and on GSM8K (the task that shape trains on)
     python bench/discuss.py --shapes tiny --steps 5
-    python bench/discuss.py --device cuda --dtype bfloat16
+    python bench/discuss.py --device cuda --dtype bfloat16 --shapes 124M 1B
+
+The 1B shape is Llama 3.2 1B's layers with GPT-2's vocabulary: Llama's tokenizer file cannot be had offline,
+and a 128k-row head would sample ids the GPT-2 tokenizer cannot decode.
 """
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -31,9 +35,12 @@ import discuss
 from model import GPT, GPTConfig
 from saie import micro_step
 
-SHAPES = {  # name: (tokenizer, model config kwargs)
-    "tiny": ("arith", dict(n_layer=4, n_head=4, n_embd=128, block_size=256)),
-    "124M": ("gpt2", dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)),
+from common import our_config  # noqa: E402
+
+SHAPES = {  # name: (tokenizer, model config)
+    "tiny": ("arith", GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256)),  # saie.py's scratch model
+    "124M": ("gpt2", our_config("gpt2")),
+    "1B": ("gpt2", our_config("llama3.2-1b")),
 }
 
 
@@ -51,11 +58,12 @@ def update(model, opt, tok, seqs, weights, device, autocast):
 
 
 def bench(shape, task_name, args):
-    tok_name, kw = SHAPES[shape]
+    tok_name, cfg = SHAPES[shape]
     tok, task = data.get_tokenizer(tok_name), data.get_task(task_name)
+    cfg = dataclasses.replace(cfg, vocab_size=tok.n_vocab)
     torch.manual_seed(0)
-    learner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
-    partner = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, **kw)).to(args.device)
+    learner = GPT(cfg).to(args.device)
+    partner = GPT(cfg).to(args.device)
     partner.requires_grad_(False).eval()
     opt = torch.optim.AdamW(learner.parameters(), lr=1e-4)
     autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype)) if args.device.startswith("cuda")
@@ -90,7 +98,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=["tiny", "124M"], choices=SHAPES)
     p.add_argument("--tasks", nargs="+", default=["arith", "gsm8k"], choices=["arith", "gsm8k"],
-                   help="gsm8k runs at the 124M shape only (its tokenizer), from --data-dir or the download cache")
+                   help="gsm8k runs at the GPT-2-vocabulary shapes only (124M, 1B), from --data-dir or the download cache")
     shared = ROOT.parent / "shared" / "data"  # the offline copy next to a checkout, if there is one
     p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
     p.add_argument("--batch-size", type=int, default=8)

@@ -1,8 +1,9 @@
-"""Batched greedy generation: ours vs Hugging Face `generate` on identical GPT-2 124M weights (random init).
+"""Batched greedy generation: ours vs Hugging Face `generate` on identical weights (random init).
 
-    python bench/generate.py                      # batches 1, 16, 64; fp32 CPU
+    python bench/generate.py                      # GPT-2 124M shape, batches 1, 16, 64; fp32 CPU
     python bench/generate.py --batch 1,16 --new 32
     python bench/generate.py --device cuda --dtype bfloat16 --compile
+    python bench/generate.py --shape llama3.2-1b --device cuda --dtype bfloat16
 
 Prompts have mixed lengths (96..128 tokens): ours left-pads them itself, HF gets left padding + attention_mask.
 Both generate exactly --new tokens per row (no stop token); best of --repeat alternating runs. Reported: new tokens / wall time (prefill included),
@@ -11,42 +12,16 @@ decode step's time bound max(bytes / bandwidth, flops / peak) for weights + KV c
 --bandwidth / --peak-gflops given) figures of this machine.
 """
 import argparse
-import os
-import sys
-import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from model import GPT  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device):
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
-
-
-def measure_machine(device):
-    """Copy bandwidth (GB/s, read + write) and matmul GFLOP/s, best of 3."""
-    x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
-    y = torch.empty_like(x)
-    bw = max(2 * x.numel() / timed(lambda: y.copy_(x), device) for _ in range(4)) / 1e9
-    a = torch.randn(2048, 2048, device=device)
-    flops = max(2 * 2048**3 / timed(lambda: a @ a, device) for _ in range(4)) / 1e9
-    return bw, flops
+from common import SHAPES, hf_model, matmul_params, measure_machine, ours_from, timed
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="gpt2", choices=SHAPES)
     ap.add_argument("--batch", default="1,16,64", help="comma-separated batch sizes")
     ap.add_argument("--new", type=int, default=64, help="new tokens per row")
     ap.add_argument("--prompt", type=int, default=128, help="longest prompt; others are 75-100%% of it")
@@ -62,26 +37,21 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config()).eval()
-    with tempfile.TemporaryDirectory() as d:
-        hf.save_pretrained(d)
-        ours = GPT.from_pretrained(d, dtype=dtype, device=device)
+    hf = hf_model(args.shape)
+    ours = ours_from(hf, dtype, device)
     hf = hf.to(device=device, dtype=dtype)
-    hf.generation_config.pad_token_id = 50256
+    hf.generation_config.pad_token_id = 0
     if args.compile:
         ours.hidden = torch.compile(ours.hidden, dynamic=True)
 
-    bw, peak = measure_machine(device)
+    bw, peak = measure_machine(device, dtype)
     bw_src = "given" if args.bandwidth else "measured"
     bw, peak = args.bandwidth or bw, args.peak_gflops or peak
-    cfg = ours.config
-    param_bytes = ours.num_params() * ours.wte.weight.element_size()
-    print(f"# GPT-2 124M shape, {args.dtype} on {device}, torch {torch.__version__}, {torch.get_num_threads()} threads;"
-          f" {bw:.1f} GB/s and {peak:.0f} GFLOP/s ({bw_src}); weights {param_bytes / 1e6:.0f} MB")
+    cfg, elt = ours.config, ours.wte.weight.element_size()
+    weight_bytes = matmul_params(ours) * elt  # read once per decode step (embedding lookups are a few rows)
+    print(f"# {args.shape} shape, {args.dtype} on {device}, torch {torch.__version__}, {torch.get_num_threads()} threads;"
+          f" {bw:.1f} GB/s and {peak:.0f} GFLOP/s ({bw_src}); weights {weight_bytes / 1e6:.1f} MB")
     print(f"{'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} {'ratio':>6} | {'decode ours':>11} {'decode HF':>9}"
           f" {'ratio':>6} | {'roofline':>8} {'ours/roof':>9}")
 
@@ -89,12 +59,12 @@ def main():
         g = torch.Generator().manual_seed(B)
         lens = torch.randint(args.prompt * 3 // 4, args.prompt + 1, (B,), generator=g).tolist()
         lens[0] = args.prompt
-        prompts = [torch.randint(0, 50000, (n,), generator=g).tolist() for n in lens]
+        prompts = [torch.randint(1, cfg.vocab_size, (n,), generator=g).tolist() for n in lens]
 
         def run_ours(n):
             return ours.generate(prompts, n)
 
-        ids = torch.full((B, args.prompt), 50256)
+        ids = torch.zeros(B, args.prompt, dtype=torch.long)
         mask = torch.zeros(B, args.prompt, dtype=torch.long)
         for i, p in enumerate(prompts):
             ids[i, args.prompt - len(p):] = torch.tensor(p)
@@ -105,7 +75,7 @@ def main():
             with torch.inference_mode():
                 return hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False)
 
-        run_ours(2)  # warm up (and compile)
+        run_ours(args.new), run_ours(1)  # warm up (and compile every step shape the timed runs use)
         if not args.skip_hf:
             run_hf(2)
         t_ours = t_ours1 = t_hf = t_hf1 = float("inf")
@@ -125,9 +95,9 @@ def main():
 
         # Decode roofline at the average cache length: weights + KV cache read once per step.
         S = args.prompt + args.new // 2
-        kv_bytes = B * S * cfg.n_layer * 2 * cfg.n_embd * ours.wte.weight.element_size()
-        flops = 2 * B * (ours.num_params() - cfg.block_size * cfg.n_embd) + 4 * B * S * cfg.n_embd * cfg.n_layer
-        roof = B / max((param_bytes + kv_bytes) / (bw * 1e9), flops / (peak * 1e9))
+        kv_bytes = B * S * cfg.n_layer * 2 * cfg.n_kv_head * (cfg.n_embd // cfg.n_head) * elt
+        flops = 2 * B * matmul_params(ours) + 4 * B * S * cfg.n_embd * cfg.n_layer
+        roof = B / max((weight_bytes + kv_bytes) / (bw * 1e9), flops / (peak * 1e9))
         n = B * args.new
         dec_ours, dec_hf = B * (args.new - 1) / (t_ours - t_ours1), B * (args.new - 1) / (t_hf - t_hf1)
         print(f"{B:5d} {n / t_ours:11.1f} {n / t_hf:9.1f} {t_hf / t_ours:5.2f}x | {dec_ours:11.1f} {dec_hf:9.1f}"

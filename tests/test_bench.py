@@ -1,0 +1,43 @@
+"""The benchmarks still run, at their tiny shapes, and agree with their Hugging Face peer where they compare.
+
+Timings are not asserted (they belong to bench/, on a quiet machine); what is asserted could break silently:
+the bench scripts' imports and arguments, our greedy rows equal to HF's under left padding at both families'
+shapes, and the tables being printed.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("transformers")
+
+
+def bench(*args):
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("shape", ["tiny-gpt2", "tiny-llama"])
+def test_generate_bench_matches_hf_rows(shape):
+    out = bench("bench/generate.py", "--shape", shape, "--batch", "1,5", "--new", "6", "--prompt", "12",
+                "--repeat", "1")
+    same = re.findall(r"same greedy rows as HF: (\d+)/(\d+)", out)
+    assert same == [("1", "1"), ("5", "5")], out
+
+
+@pytest.mark.parametrize("shape", ["tiny-gpt2", "tiny-llama"])
+def test_train_bench_prints_speed_memory_and_mfu(shape):
+    out = bench("bench/train.py", "--shape", shape, "--batch", "2", "--seq", "16", "--steps", "1")
+    assert re.search(r"^ours +[\d.]+ +[\d.]+ +\d+% +\d+", out, re.M), out
+    assert re.search(r"^ratio [\d.]+x speed, [\d.]+x memory", out, re.M), out
+
+
+def test_discuss_bench_prints_the_overhead():
+    out = bench("bench/discuss.py", "--shapes", "tiny", "--tasks", "arith", "--steps", "1", "--batch-size", "2",
+                "--turn-tokens", "4")
+    assert re.search(r"tiny \| arith .* overhead SAIE/SFT [\d.]+x", out), out
