@@ -106,10 +106,11 @@ class Attention(nn.Module):
             k_cache[:, :, start:start + T] = k
             v_cache[:, :, start:start + T] = v
             k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
-        if nkv != nq:  # grouped-query attention: each k/v head serves nq/nkv query heads
-            k, v = k.repeat_interleave(nq // nkv, dim=1), v.repeat_interleave(nq // nkv, dim=1)
         # Multi-token steps only happen from position 0 (training, prefill), where is_causal is right.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        # Grouped-query attention (nkv < nq): each k/v head serves nq/nkv query heads, and enable_gqa lets
+        # SDPA share them rather than us copying the whole cache nq/nkv times at every step.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           enable_gqa=nkv != nq)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
