@@ -8,6 +8,8 @@ Conventions worth knowing:
 - RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are permuted
   into it on load.
 - Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up are fused.
+- Every matrix product is a `Linear`: nn.Linear, except that without gradients on CPU (generation,
+  evaluation) it calls oneDNN's kernel, which is much faster than the default for few rows.
 """
 import json
 import math
@@ -76,6 +78,35 @@ def apply_rope(x, cos, sin):
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+def _onednn_linear():
+    """oneDNN's fp32 linear kernel (an internal op, the one torch.compile's CPU backend calls), or None where
+    this torch build lacks it or cannot run it."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        op(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
+        return op
+    except Exception:
+        return None
+
+
+ONEDNN_LINEAR = _onednn_linear()
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose gradient-free fp32 CPU products go through oneDNN rather than torch's default (MKL).
+
+    Decoding multiplies each weight by a few rows only (one per sequence), where MKL's fp32 kernel runs far
+    below the machine's speed; oneDNN's runs the same product on the same weight tensor (no packed copy)
+    about twice as fast here. The op has no backward, and at training sizes it gains only ~10% (forward and
+    backward products), not worth a hand-written backward: with gradients this is plain nn.Linear.
+    `python bench/matmul.py` measures both cases.
+    """
+    def forward(self, x):
+        if ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            return ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
+        return super().forward(x)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -91,8 +122,8 @@ class Attention(nn.Module):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.n_embd // cfg.n_head
         bias = cfg.family == "gpt2"
-        self.c_attn = nn.Linear(cfg.n_embd, (cfg.n_head + 2 * cfg.n_kv_head) * self.head_dim, bias=bias)  # q, k, v
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=bias)
+        self.c_attn = Linear(cfg.n_embd, (cfg.n_head + 2 * cfg.n_kv_head) * self.head_dim, bias=bias)  # q, k, v
+        self.c_proj = Linear(cfg.n_embd, cfg.n_embd, bias=bias)
 
     def forward(self, x, rope=None, cache=None, start=0, mask=None):
         B, T, C = x.shape
@@ -119,8 +150,8 @@ class MLP(nn.Module):
         super().__init__()
         self.gpt2 = cfg.family == "gpt2"
         width = cfg.intermediate_size * (1 if self.gpt2 else 2)  # llama: gate and up projections fused
-        self.c_fc = nn.Linear(cfg.n_embd, width, bias=self.gpt2)
-        self.c_proj = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=self.gpt2)
+        self.c_fc = Linear(cfg.n_embd, width, bias=self.gpt2)
+        self.c_proj = Linear(cfg.intermediate_size, cfg.n_embd, bias=self.gpt2)
 
     def forward(self, x):
         if self.gpt2:
@@ -159,7 +190,7 @@ class GPT(nn.Module):
             self.inv_freq = rope_frequencies(config)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = norm(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self._tie()
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2's scaled init of the projections into the residual stream

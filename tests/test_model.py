@@ -205,6 +205,31 @@ def test_loss_masking_and_row_weights():
     assert model.wte.weight.grad is not None
 
 
+def test_linear_runs_onednn_without_gradients_and_matches_nn_linear(monkeypatch):
+    if torch.backends.mkldnn.is_available():
+        assert M.ONEDNN_LINEAR is not None  # the fast path is live on this torch build
+    real, calls = M.ONEDNN_LINEAR, []
+    if real is not None:
+        monkeypatch.setattr(M, "ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or real(*a))
+    torch.manual_seed(0)
+    for bias in (True, False):
+        layer, x = M.Linear(48, 80, bias=bias), torch.randn(3, 5, 48)
+        y = layer(x)  # with gradients: nn.Linear's own path
+        with torch.no_grad():
+            fast = layer(x)
+        assert fast.shape == y.shape and torch.allclose(fast, y, atol=1e-5)
+        assert not fast.requires_grad
+        y.sum().backward()
+        assert layer.weight.grad is not None
+        with torch.no_grad():  # other dtypes keep nn.Linear's path
+            layer.double()(x.double())
+        layer.float()
+    assert calls == ([(3, 5, 48)] * 2 if real is not None else [])
+    monkeypatch.setattr(M, "ONEDNN_LINEAR", None)  # a torch without the op: nn.Linear everywhere
+    with torch.no_grad():
+        assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
 def test_from_scratch_config_and_training_step():
     model = GPT(GPTConfig(family="gpt2", vocab_size=1500, block_size=256, n_layer=4, n_head=4, n_embd=128))
     assert model.lm_head.weight is model.wte.weight
