@@ -6,15 +6,17 @@ Every shape is a Hugging Face config: the peer is built from it with random weig
 weights and the loader is exercised too. The tiny shapes exist so tests can run each benchmark in seconds.
 """
 import os
+import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from model import GPT, _hf_config  # noqa: E402
+from model import GPT, ONEDNN_LINEAR, _hf_config  # noqa: E402
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 8192}
@@ -81,14 +83,29 @@ def timed(fn, device):
 
 
 def measure_machine(device, dtype=torch.float32):
-    """Copy bandwidth (GB/s, read + write) and matmul GFLOP/s in dtype, best of 4."""
+    """Copy bandwidth (GB/s, read + write) and matmul GFLOP/s in dtype, best of 4. On CPU the matmul rate is
+    the faster of torch's default kernel and the oneDNN one that model.Linear calls without gradients."""
     x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     bw = max(2 * x.numel() / timed(lambda: y.copy_(x), device) for _ in range(4)) / 1e9
     n = 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
-    flops = max(2 * n**3 / timed(lambda: a @ a, device) for _ in range(4)) / 1e9
+    kernels = [lambda: a @ a]
+    if device.type == "cpu" and dtype == torch.float32 and ONEDNN_LINEAR is not None:
+        kernels.append(lambda: ONEDNN_LINEAR(a, a, None, "none", [], ""))
+    flops = max(2 * n**3 / timed(k, device) for k in kernels for _ in range(4)) / 1e9
     return bw, flops
+
+
+def machine_name(device):
+    """The GPU's name, or the CPU's model name (the same script can land on different hosts from day to day)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def matmul_params(model):

@@ -35,7 +35,7 @@ import discuss
 from model import GPT, GPTConfig
 from saie import micro_step
 
-from common import our_config  # noqa: E402
+from common import machine_name, our_config  # noqa: E402
 
 SHAPES = {  # name: (tokenizer, model config)
     "tiny": ("arith", GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256)),  # saie.py's scratch model
@@ -107,7 +107,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
+          f" ({machine_name(torch.device(args.device))}), {args.dtype}")
     for shape in args.shapes:
         for task in args.tasks:
             if task == "arith" or shape != "tiny":

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from common import SHAPES, hf_model, matmul_params, measure_machine, ours_from, timed
+from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, ours_from, timed
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
     bw, peak = args.bandwidth or bw, args.peak_gflops or peak
     cfg, elt = ours.config, ours.wte.weight.element_size()
     weight_bytes = matmul_params(ours) * elt  # read once per decode step (embedding lookups are a few rows)
-    print(f"# {args.shape} shape, {args.dtype} on {device}, torch {torch.__version__}, {torch.get_num_threads()} threads;"
+    print(f"# {args.shape} shape, {args.dtype} on {device} ({machine_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads;"
           f" {bw:.1f} GB/s and {peak:.0f} GFLOP/s ({bw_src}); weights {weight_bytes / 1e6:.1f} MB")
     print(f"{'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} {'ratio':>6} | {'decode ours':>11} {'decode HF':>9}"
           f" {'ratio':>6} | {'roofline':>8} {'ours/roof':>9}")

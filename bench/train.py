@@ -22,7 +22,7 @@ from contextlib import nullcontext
 
 import torch
 
-from common import SHAPES, hf_model, matmul_params, measure_machine, our_model, sync
+from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, our_model, sync
 
 DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 
@@ -101,7 +101,7 @@ def main():
     o, h = results["ours"], results["hf"]
     peak, source = peak_flops(args)
     print(f"# {args.shape} shape ({o['params'] / 1e6:.1f}M), batch {args.batch} x {args.seq}, {args.dtype} on"
-          f" {args.device}{', compiled' if args.compile else ''}, AdamW, torch {torch.__version__}, best of"
+          f" {args.device} ({machine_name(torch.device(args.device))}){', compiled' if args.compile else ''}, AdamW, torch {torch.__version__}, best of"
           f" {args.steps} steps; MFU against {source}")
     print(f"{'':5} {'tok/s':>8} {'step s':>7} {'MFU':>5} {'peak RSS MiB':>13}")
     for name, r in (("ours", o), ("HF", h)):
