@@ -9,7 +9,7 @@ Conventions worth knowing:
   into it on load.
 - Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up are fused.
 - Every matrix product is a `Linear`: nn.Linear, except that without gradients on CPU (generation,
-  evaluation) it calls oneDNN's kernel, which is much faster than the default for few rows.
+  evaluation) it calls oneDNN's kernel for big weights, much faster than the default for few rows.
 """
 import json
 import math
@@ -90,6 +90,7 @@ def _onednn_linear():
 
 
 ONEDNN_LINEAR = _onednn_linear()
+ONEDNN_MIN_WEIGHT = 2**19  # entries: below that oneDNN's ~20 us per call costs more than its faster kernel saves
 
 
 class Linear(nn.Linear):
@@ -97,12 +98,13 @@ class Linear(nn.Linear):
 
     Decoding multiplies each weight by a few rows only (one per sequence), where MKL's fp32 kernel runs far
     below the machine's speed; oneDNN's runs the same product on the same weight tensor (no packed copy)
-    about twice as fast here. The op has no backward, and at training sizes it gains only ~10% (forward and
-    backward products), not worth a hand-written backward: with gradients this is plain nn.Linear.
-    `python bench/matmul.py` measures both cases.
+    about twice as fast here, for weights big enough to repay its fixed cost per call (GPT-2's, not the
+    1M-parameter arith model's). The op has no backward, and at training sizes it gains little, not worth a
+    hand-written backward: with gradients this is plain nn.Linear. `python bench/matmul.py` measures both.
     """
     def forward(self, x):
-        if ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled():
+        if (ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled()
+                and self.weight.numel() >= ONEDNN_MIN_WEIGHT):
             return ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
         return super().forward(x)
 

@@ -53,12 +53,23 @@ def hf_dirs(tmp_path_factory):
     return out
 
 
+@pytest.fixture(params=["default", "onednn"])
+def kernel(request, monkeypatch):
+    """Run a test twice: with each Linear's usual kernel (MKL for these tiny weights), then with oneDNN's,
+    which generation uses for real-sized weights."""
+    if request.param == "onednn":
+        if M.ONEDNN_LINEAR is None:
+            pytest.skip("this torch build has no oneDNN linear kernel")
+        monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 0)
+    return request.param
+
+
 IDX = torch.randint(0, VOCAB, (2, 24), generator=torch.Generator().manual_seed(1))
 PROMPTS = [[1, 2, 3], [5, 6, 7, 8, 9, 10, 11], [42]]
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama_tied", "llama_untied", "llama_sharded"])
-def test_logits_and_greedy_match_hf(hf_dirs, name):
+def test_logits_and_greedy_match_hf(hf_dirs, name, kernel):
     hf, d = hf_dirs[name]
     ours = GPT.from_pretrained(d)
     with torch.no_grad():
@@ -134,7 +145,7 @@ def _tiny(family, **kw):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_kv_cache_and_padding_match_full_recompute(family):
+def test_kv_cache_and_padding_match_full_recompute(family, kernel):
     model = _tiny(family)
     prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7], [1, 8, 2, 8, 1], [9]]
     expected = []
@@ -212,8 +223,13 @@ def test_linear_runs_onednn_without_gradients_and_matches_nn_linear(monkeypatch)
     if real is not None:
         monkeypatch.setattr(M, "ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or real(*a))
     torch.manual_seed(0)
+    x = torch.randn(3, 5, 48)
+    with torch.no_grad():
+        M.Linear(48, 80)(x)  # below ONEDNN_MIN_WEIGHT: the default kernel
+    assert calls == []
+    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 48 * 80)
     for bias in (True, False):
-        layer, x = M.Linear(48, 80, bias=bias), torch.randn(3, 5, 48)
+        layer = M.Linear(48, 80, bias=bias)
         y = layer(x)  # with gradients: nn.Linear's own path
         with torch.no_grad():
             fast = layer(x)
