@@ -15,6 +15,7 @@ input's and the weight's gradients) at 2048 rows, MKL against oneDNN.
 
     python bench/matmul.py
     python bench/matmul.py --rows 16 --threads 1
+    python bench/matmul.py --layers arith --rows 8,64     # the arith model's small layers (first table only)
 """
 import argparse
 import time
@@ -27,6 +28,8 @@ from model import ONEDNN_LINEAR
 
 SHAPES = {"c_attn": (2304, 768), "attn.c_proj": (768, 768), "c_fc": (3072, 768), "mlp.c_proj": (768, 3072),
           "lm_head": (50257, 768)}
+ARITH_SHAPES = {"c_attn": (384, 128), "attn.c_proj": (128, 128), "c_fc": (512, 128), "mlp.c_proj": (128, 512),
+                "lm_head": (40, 128)}  # saie.py's 1M-parameter scratch model: below model.ONEDNN_MIN_WEIGHT
 
 
 def ms(fn, budget=0.3):
@@ -50,6 +53,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="1,2,4,8,16,32,64", help="comma-separated row counts (the batch when decoding)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ap.add_argument("--layers", default="gpt2", choices=["gpt2", "arith"],
+                    help="whose layer shapes: GPT-2 124M's (all three tables) or the arith model's (the first)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +66,7 @@ def main():
     print(f"{'rows':>4} {'layer':>12} {'linear':>8} {'W x^T':>15} {'onednn':>15} {'packed':>15}")
     torch.manual_seed(0)
     for rows in rows_list:
-        for name, (out, inp) in SHAPES.items():
+        for name, (out, inp) in (SHAPES if args.layers == "gpt2" else ARITH_SHAPES).items():
             w, b, x = torch.randn(out, inp) * 0.02, torch.zeros(out), torch.randn(rows, inp)
             base = ms(lambda: F.linear(x, w, b))
             wxt = ms(lambda: torch.addmm(b[:, None], w, x.T).T)
@@ -72,6 +77,8 @@ def main():
             except (RuntimeError, AttributeError):  # a torch built without MKL
                 packed_s = "n/a"
             print(f"{rows:4d} {name:>12} {base:8.3f} {vs(base, wxt)} {vs(base, dnn)} {packed_s:>15}", flush=True)
+    if args.layers == "arith":
+        return
 
     big = torch.ones(2**28)  # 1 GiB
     read = 4 * big.numel() / ms(lambda: big.sum(), budget=1.0) / 1e6

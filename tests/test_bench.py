@@ -41,3 +41,9 @@ def test_discuss_bench_prints_the_overhead():
     out = bench("bench/discuss.py", "--shapes", "tiny", "--tasks", "arith", "--steps", "1", "--batch-size", "2",
                 "--turn-tokens", "4")
     assert re.search(r"tiny \| arith .* overhead SAIE/SFT [\d.]+x", out), out
+
+
+def test_matmul_bench_compares_the_kernels():
+    out = bench("bench/matmul.py", "--layers", "arith", "--rows", "2")
+    rows = re.findall(r"^ +2 +(\S+) +[\d.]+ +[\d.]+ \([\d.]+x\) +[\d.]+ \([\d.]+x\)", out, re.M)
+    assert rows == ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "lm_head"], out
