@@ -100,12 +100,12 @@ class Linear(nn.Linear):
     below the machine's speed; oneDNN's runs the same product on the same weight tensor (no packed copy)
     about twice as fast on this project's CPU, for weights big enough to repay its fixed cost per call
     (GPT-2's, not the 1M-parameter arith model's). The op has no backward, and at training sizes it gains
-    little, not worth a hand-written backward: with gradients this is plain nn.Linear.
-    `python bench/matmul.py` measures both.
+    little, not worth a hand-written backward: with gradients (and under torch.compile, which picks its own
+    kernels) this is plain nn.Linear. `python bench/matmul.py` measures both.
     """
     def forward(self, x):
         if (ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled()
-                and self.weight.numel() >= ONEDNN_MIN_WEIGHT):
+                and self.weight.numel() >= ONEDNN_MIN_WEIGHT and not torch.compiler.is_compiling()):
             return ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
         return super().forward(x)
 

@@ -246,6 +246,14 @@ def test_linear_runs_onednn_without_gradients_and_matches_nn_linear(monkeypatch)
         assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
 
 
+def test_compiled_linear_leaves_the_kernel_to_the_compiler(monkeypatch):
+    """Inductor cannot lower oneDNN's op: under torch.compile, Linear must not call it."""
+    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 0)
+    layer, x = M.Linear(64, 32), torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.allclose(torch.compile(layer)(x), layer(x), atol=1e-5)
+
+
 def test_from_scratch_config_and_training_step():
     model = GPT(GPTConfig(family="gpt2", vocab_size=1500, block_size=256, n_layer=4, n_head=4, n_embd=128))
     assert model.lm_head.weight is model.wte.weight
