@@ -79,12 +79,15 @@ def apply_rope(x, cos, sin):
 
 
 def _onednn_linear():
-    """oneDNN's fp32 linear kernel (an internal op, the one torch.compile's CPU backend calls), or None where
-    this torch build lacks it or cannot run it."""
+    """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU backend
+    calls), or None where this torch build lacks it or cannot run it."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
-        op(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
-        return op
+
+        def linear(x, w, b=None):
+            return op(x, w, b, "none", [], "")  # no fused activation
+        linear(torch.ones(1, 2), torch.ones(3, 2))
+        return linear
     except Exception:
         return None
 
@@ -106,7 +109,7 @@ class Linear(nn.Linear):
     def forward(self, x):
         if (ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled()
                 and self.weight.numel() >= ONEDNN_MIN_WEIGHT and not torch.compiler.is_compiling()):
-            return ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
+            return ONEDNN_LINEAR(x, self.weight, self.bias)
         return super().forward(x)
 
 

@@ -92,7 +92,7 @@ def measure_machine(device, dtype=torch.float32):
     a = torch.randn(n, n, device=device, dtype=dtype)
     kernels = [lambda: a @ a]
     if device.type == "cpu" and dtype == torch.float32 and ONEDNN_LINEAR is not None:
-        kernels.append(lambda: ONEDNN_LINEAR(a, a, None, "none", [], ""))
+        kernels.append(lambda: ONEDNN_LINEAR(a, a))
     flops = max(2 * n**3 / timed(k, device) for k in kernels for _ in range(4)) / 1e9
     return bw, flops
 

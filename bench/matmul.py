@@ -41,10 +41,6 @@ def ms(fn, budget=0.3):
     return (time.perf_counter() - t) / n * 1e3
 
 
-def onednn(x, w, b=None):
-    return ONEDNN_LINEAR(x, w, b, "none", [], "")
-
-
 def vs(base, t):
     return f"{t:7.3f} ({base / t:4.2f}x)"
 
@@ -70,7 +66,7 @@ def main():
             w, b, x = torch.randn(out, inp) * 0.02, torch.zeros(out), torch.randn(rows, inp)
             base = ms(lambda: F.linear(x, w, b))
             wxt = ms(lambda: torch.addmm(b[:, None], w, x.T).T)
-            dnn = ms(lambda: onednn(x, w, b))
+            dnn = ms(lambda: ONEDNN_LINEAR(x, w, b))
             try:
                 packed_w = torch.ops.mkl._mkl_reorder_linear_weight(w, rows)
                 packed_s = vs(base, ms(lambda: torch.ops.mkl._mkl_linear(x, packed_w, w, b, rows)))
@@ -100,7 +96,7 @@ def main():
             linear(x, head, None)
         base = ms(lambda: step(F.linear), budget=1.0)
         wxt = ms(lambda: step(lambda x, w, b: (w @ x.T if b is None else torch.addmm(b[:, None], w, x.T)).T), 1.0)
-        dnn = ms(lambda: step(onednn), budget=1.0)
+        dnn = ms(lambda: step(ONEDNN_LINEAR), budget=1.0)
         rate = [f"{t:10.1f} {step_bytes / t / 1e6:6.1f} {rows * step_bytes / 2 / t / 1e6:8.1f}" for t in (base, dnn)]
         print(f"{rows:4d} {rate[0]} {wxt:9.1f} {rate[1]}", flush=True)
 
@@ -111,7 +107,8 @@ def main():
     for name, (out, inp) in list(SHAPES.items())[:4]:
         w, x, g = torch.randn(out, inp), torch.randn(M, inp), torch.randn(M, out)
         mkl = [ms(lambda: F.linear(x, w)), ms(lambda: g @ w), ms(lambda: g.T @ x)]
-        dnn = [ms(lambda: onednn(x, w)), ms(lambda: onednn(g, w.T)), ms(lambda: onednn(g.T, x.T))]
+        dnn = [ms(lambda: ONEDNN_LINEAR(x, w)), ms(lambda: ONEDNN_LINEAR(g, w.T)),
+               ms(lambda: ONEDNN_LINEAR(g.T, x.T))]
         totals = [totals[0] + sum(mkl), totals[1] + sum(dnn)]
         print(f"{name:>12} {mkl[0]:8.1f} {mkl[1]:6.1f} {mkl[2]:6.1f} {dnn[0]:11.1f} {dnn[1]:6.1f} {dnn[2]:6.1f}",
               flush=True)
