@@ -10,8 +10,10 @@ For a few rows x (rows, in) and a weight W (out, in), ways to compute x @ W^T on
 Prints ms per call and each variant's speed relative to F.linear (> 1: faster). One layer's weights stay in
 cache between calls, which a decode step never allows: the second table runs a whole step's matmuls the way
 generate does (12 layers' own weights, then lm_head: 500 MB streamed per step) and sets the rate the weights
-are read at against a plain read (a sum) of 1 GiB. The third times a training step's products (forward, the
-input's and the weight's gradients) at 2048 rows, MKL against oneDNN.
+are read at against a plain read (a sum) of 1 GiB; its last column stores each layer's weight (in, out), as
+HF's GPT-2 Conv1D does, which oneDNN reads as a transposed view (lm_head stays (vocab, width): it is the
+embedding too). The third times a training step's products (forward, the input's and the weight's
+gradients) at 2048 rows, MKL against oneDNN.
 
     python bench/matmul.py
     python bench/matmul.py --rows 16 --threads 1
@@ -85,11 +87,12 @@ def main():
     print(f"# one decode step's matmuls, {step_bytes / 1e6:.0f} MB of weights; a plain read of 1 GiB runs at"
           f" {read:.1f} GB/s")
     print(f"{'rows':>4} {'linear ms':>10} {'GB/s':>6} {'GFLOP/s':>8} {'W x^T ms':>9} {'onednn ms':>10} {'GB/s':>6}"
-          f" {'GFLOP/s':>8}")
+          f" {'GFLOP/s':>8} {'(in, out) ms':>13}")
+    stored_in_out = [[(w.T.contiguous().T, b) for w, b in layer] for layer in layers]
     for rows in rows_list:
         x, x4 = torch.randn(rows, 768), torch.randn(rows, 3072)
 
-        def step(linear):
+        def step(linear, layers=layers):
             for layer in layers:
                 for w, b in layer:
                     linear(x4 if w.size(1) == 3072 else x, w, b)
@@ -97,8 +100,9 @@ def main():
         base = ms(lambda: step(F.linear), budget=1.0)
         wxt = ms(lambda: step(lambda x, w, b: (w @ x.T if b is None else torch.addmm(b[:, None], w, x.T)).T), 1.0)
         dnn = ms(lambda: step(ONEDNN_LINEAR), budget=1.0)
+        dnn_in_out = ms(lambda: step(ONEDNN_LINEAR, stored_in_out), budget=1.0)
         rate = [f"{t:10.1f} {step_bytes / t / 1e6:6.1f} {rows * step_bytes / 2 / t / 1e6:8.1f}" for t in (base, dnn)]
-        print(f"{rows:4d} {rate[0]} {wxt:9.1f} {rate[1]}", flush=True)
+        print(f"{rows:4d} {rate[0]} {wxt:9.1f} {rate[1]} {dnn_in_out:13.1f}", flush=True)
 
     M = 2048  # a training micro-batch: 8 sequences of 256 tokens
     print(f"# a training step's products at {M} rows, ms (forward y = x W^T, input gradient g W, weight gradient g^T x)")
