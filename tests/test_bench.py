@@ -47,3 +47,23 @@ def test_matmul_bench_compares_the_kernels():
     out = bench("bench/matmul.py", "--layers", "arith", "--rows", "2")
     rows = re.findall(r"^ +2 +(\S+) +[\d.]+ +[\d.]+ \([\d.]+x\) +[\d.]+ \([\d.]+x\)", out, re.M)
     assert rows == ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "lm_head"], out
+
+
+def test_gpu_script_runs_every_step_and_logs_each_status(tmp_path):
+    """bench/gpu.sh runs unattended on a lent GPU's few minutes: a failing step must not stop the rest, and the
+    log must say how each ended. A stand-in python records the calls and fails the second one."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nn=$(wc -l < {calls})\necho "ran $1"\n'
+                    '[ "$n" -eq 2 ] && exit 3\nexit 0\n')
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "OUT": str(tmp_path)}
+    out = subprocess.run(["sh", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ran = calls.read_text().splitlines()
+    assert len(ran) == 7 and all("--device cuda --dtype bfloat16" in c for c in ran), ran
+    assert ran[0].startswith("bench/generate.py") and "--compile" in ran[1], ran  # #6's targets first
+    log = (tmp_path / "gpu.log").read_text()
+    status = re.findall(r"^rc (\d+), \d+ s: (\S+)", log, re.M)
+    assert [rc for rc, _ in status] == ["0", "3", "0", "0", "0", "0", "0"], log
+    assert [script for _, script in status] == [c.split()[0] for c in ran], log
