@@ -267,11 +267,96 @@ def png_pixels(path):
     return rows
 
 
+class Table(html.parser.HTMLParser):
+    """The report's accuracy table: its header and its rows, as the text of their cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cell, self.inside = [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        self.inside |= tag == "table"
+        if self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if self.inside and tag in ("td", "th"):
+            self.rows[-1].append("".join(self.cell))
+            self.cell = None
+        self.inside &= tag != "table"
+
+    def handle_data(self, d):
+        if self.cell is not None:
+            self.cell.append(d)
+
+
+def table_of(page):
+    """{column: cell} for each row of the first table in the page."""
+    t = Table()
+    t.feed(page)
+    head, *rows = t.rows
+    return [dict(zip(head, row)) for row in rows]
+
+
+def pct(x):
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def assert_rows_match(page, results):
+    """Each table row shows its own run's figures, in order: as results.json holds them."""
+    rows = table_of(page)
+    assert len(rows) == len(results)
+    for row, r in zip(rows, results):
+        assert (row["method"], row["mode"], row["n"]) == (r["method"], r["mode"], str(r["n"]))
+        assert row["accuracy"] == pct(r["accuracy"])
+        assert row["95% CI"] == f"{pct(r['ci95'][0])}–{pct(r['ci95'][1])}"
+        assert row["by round"] == " → ".join(pct(p["accuracy"]) for p in r["per_round"])
+        for column, key in (("kept", "kept"), ("fixed", "fixed"), ("alignment", "alignment")):
+            assert row[column] == pct(r.get(key)), (column, row, r.get(key))
+
+
+def distinct_results():
+    """Three methods x two modes whose figures differ, on five questions: a method's learner first answers
+    questions 0..k-1 right (k = 1, 2, 3); after an opposing remark (the gold answer when it was wrong, else 7)
+    the warm-up and saie learners copy the remark, sft keeps its answer. As results.json stores them."""
+    exs = [ex(i, str(i + 1), f"step {i}") for i in range(5)]
+
+    def learner(k, copies):
+        def fn(prompt, row):
+            i = int(re.search(r"question (\d)", prompt)[1])
+            gold, first = str(i + 1), str(i + 1) if i < k else "9"
+            if prompt.endswith("Answer:") and "Partner:" in prompt:
+                return f"again\n#### {last_answer(prompt) if copies else first}"
+            if prompt.endswith("Answer:"):
+                return f"step {i}\n#### {first}"
+            return f"no\n#### {'7' if last_answer(prompt) == gold else gold}"
+        return fn
+    out = []
+    for method, k, copies in (("warmup", 1, True), ("sft", 2, False), ("saie", 3, True)):
+        model = Scripted(learner(k, copies))
+        for mode in ("single", "self"):
+            r = ev.evaluate(model, model.tok, ToyTask(), exs, mode=mode, stance="oppose")
+            r["method"] = method
+            out.append(json.loads(json.dumps({k: v for k, v in r.items() if k != "predictions"})) |
+                       {"predictions": r["predictions"]})
+    return out
+
+
+def test_report_table_shows_each_runs_own_figures(tmp_path):
+    rs = distinct_results()
+    assert len({r["accuracy"] for r in rs}) >= 4 and len({r.get("kept") for r in rs}) >= 2  # rows differ
+    ev.write_report(rs, tmp_path / "report.html")
+    assert_rows_match((tmp_path / "report.html").read_text(), rs)
+
+
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="no chromium on PATH")
 def test_report_renders_in_a_headless_browser(tmp_path):
     path = tmp_path / "report.html"
-    ev.write_report(results_list(), path)
+    rs = distinct_results()
+    ev.write_report(rs, path)
     png = tmp_path / "shot.png"
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -279,11 +364,28 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     subprocess.run(flags + [f"--screenshot={png}", "--window-size=1200,900", path.as_uri()],
                    check=True, timeout=60, capture_output=True)
     dom = subprocess.run(flags + ["--dump-dom", path.as_uri()], check=True, timeout=60, capture_output=True, text=True)
-    assert "8 shown" in dom.stdout                   # the filter script ran
+    # Numbers read from the page as the browser built it: the filter script's count, the table, the bars.
+    shown = sum(len(r["predictions"]) for r in rs)
+    assert re.search(r'id="f-count"[^>]*>(\d+) shown<', dom.stdout)[1] == str(shown)
+    assert_rows_match(dom.stdout, rs)
+    bar_labels = re.findall(r'<text[^>]*text-anchor="middle"[^>]*>(\d+\.\d)</text>', dom.stdout)
+    assert bar_labels == [f"{100 * r['accuracy']:.1f}" for r in rs]
     pixels = [p for row in png_pixels(png)[::3] for p in row[::3]]
     assert len(set(pixels)) > 10                     # not blank: text, table, chart
     bar = (0x4e, 0x79, 0xa7)                         # the first method's bar colour: the SVG rendered
     assert any(all(abs(p[k] - bar[k]) <= 3 for k in range(3)) for p in pixels)
+
+
+def test_the_browser_tests_readers_work_on_the_written_page(tmp_path):
+    """The readers the browser test applies to chromium's DOM, applied to the page as written (the DOM
+    differs only by the filter's count), so they are checked where no browser is installed."""
+    rs = distinct_results()
+    ev.write_report(rs, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert_rows_match(page, rs)
+    bar_labels = re.findall(r'<text[^>]*text-anchor="middle"[^>]*>(\d+\.\d)</text>', page)
+    assert bar_labels == [f"{100 * r['accuracy']:.1f}" for r in rs]
+    assert re.search(r'id="f-count"[^>]*></span>', page)
 
 
 def test_save_writes_results_predictions_and_compare(tmp_path, capsys):
@@ -358,12 +460,20 @@ def test_every_mode_on_a_tiny_model_is_deterministic(tiny, mode, kw):
                         batch_size=3, **kw) for _ in range(2)]
     assert runs[0]["predictions"] == runs[1]["predictions"]
     r = runs[0]
-    assert r["n"] == 4 and len(r["per_round"]) == r["rounds"] + 1 and r["rouge"] is not None
+    assert r["n"] == 4 and len(r["per_round"]) == r["rounds"] + 1
     assert r["correct"] == sum(p["correct"][-1] for p in r["predictions"])
     for p, e in zip(r["predictions"], tiny.examples):   # never correct without a parsed answer
         assert p["correct"][-1] == (p["answers"][-1] is not None and tiny.task.is_correct(p["text"], e))
+        assert p["rouge"] == ev.rouge(ev.rationale(p["text"]), e.rationale)   # the shown text's rationale
+    for k in ("rouge1", "rouge2", "rougeL"):                                   # the mean over questions
+        assert r["rouge"][k] == pytest.approx(sum(p["rouge"][k] for p in r["predictions"]) / 4)
     if mode in ("self", "multi"):
-        assert r["partner_mode"] == "trained" and 0 <= r["alignment"] <= 1
+        assert r["partner_mode"] == "trained"
+        # Alignment recounted from the transcripts: support keeps the learner's answer, oppose names another.
+        hits = [(t["answer"] == prev["answer"]) == (t["stance"] == "support") and t["answer"] is not None
+                for p in r["predictions"] for tr in p["transcripts"]
+                for prev, t in zip(tr["turns"], tr["turns"][1:]) if t["speaker"] == "partner"]
+        assert len(hits) == 4 * r["rounds"] and r["alignment"] == pytest.approx(sum(hits) / len(hits))
         speakers = [t["speaker"] for t in r["predictions"][0]["transcripts"][0]["turns"]]
         assert speakers == ["learner", "partner"] * r["rounds"] + ["learner"]
 
