@@ -261,13 +261,25 @@ def test_from_scratch_config_and_training_step():
     assert 0.5 * 0.02 / 8 ** 0.5 < std < 1.5 * 0.02 / 8 ** 0.5  # scaled residual init
     llama = GPT(GPTConfig(family="llama", vocab_size=300, block_size=64, n_layer=2, n_head=4, n_kv_head=1, n_embd=64,
                           tie_embeddings=False))
-    idx = torch.randint(0, 300, (2, 16))
+    idx = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
     _, loss = llama(idx, idx)
     loss.backward()
     assert abs(loss.item() - torch.log(torch.tensor(300.0)).item()) < 0.5
+    grads = {n: p.grad.clone() for n, p in llama.named_parameters()}
+    assert all(g.abs().sum() > 0 for g in grads.values())  # every parameter takes part
+    llama.zero_grad()
     with torch.inference_mode():
         llama.generate([[1, 2]], 3)
-    llama(idx, idx)[1].backward()  # training still works after generating
+    _, again = llama(idx, idx)  # generating leaves nothing behind: the same loss and gradients
+    again.backward()
+    assert llama.training and torch.equal(again, loss)
+    assert all(torch.equal(p.grad, grads[n]) for n, p in llama.named_parameters())
+    opt = torch.optim.AdamW(llama.parameters(), lr=1e-2)
+    for _ in range(3):  # a few steps on the same batch lower its loss
+        opt.step()
+        opt.zero_grad()
+        llama(idx, idx)[1].backward()
+    assert llama(idx, idx)[1].item() < loss.item() - 0.1
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -286,7 +298,18 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.tokenizer_spec == "byte" and loaded.lm_head.weight is loaded.wte.weight
     with torch.no_grad():
         assert torch.equal(loaded(IDX)[0], model(IDX)[0])
-    torch.optim.AdamW(loaded.parameters()).load_state_dict(ck["optimizer"])
+    resumed = torch.optim.AdamW(loaded.parameters())
+    resumed.load_state_dict(ck["optimizer"])
+    saved, back = opt.state_dict(), resumed.state_dict()
+    assert back["param_groups"] == saved["param_groups"] and back["state"].keys() == saved["state"].keys()
+    for i, st in saved["state"].items():  # step count and both moments of every parameter
+        assert st.keys() == back["state"][i].keys()
+        assert all(torch.equal(v, back["state"][i][k]) for k, v in st.items())
+    opt.zero_grad()
+    for m, o in ((model, opt), (loaded, resumed)):  # so the next step is the same step
+        m(IDX[:, :8], IDX[:, :8])[1].backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
 def test_checkpoint_errors(tmp_path):
