@@ -288,13 +288,20 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
         for step in range(start, steps):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, args)
-            total, stats = 0.0, {}
-            for micro in range(args.grad_accum):
+            # The step's micro-batches first: each counts by its share of the step's supervised weight, so
+            # k accumulated micro-batches give the gradient of one batch k times the size.
+            micro, total = [], 0.0
+            for _ in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
                 idx, targets = data.make_batch(tok, seqs, model.config.block_size)
-                loss, n = micro_step(fwd, idx, targets, torch.tensor(weights), args.device, args.grad_accum,
-                                     autocast, net if world > 1 else None, last=micro == args.grad_accum - 1)
-                total, tokens = total + loss / args.grad_accum, tokens + n * world
+                weights = torch.tensor(weights)
+                micro.append((idx, targets, weights, (weights[:, None] * (targets != -100)).sum().item()))
+            step_weight = sum(m[-1] for m in micro)
+            for i, (idx, targets, weights, w) in enumerate(micro):
+                accum = step_weight / w if w else 1.0  # micro_step divides the loss by it; 1 alone
+                loss, n = micro_step(fwd, idx, targets, weights, args.device, accum, autocast,
+                                     net if world > 1 else None, last=i == args.grad_accum - 1)
+                total, tokens = total + loss / accum, tokens + n * world
             if not math.isfinite(total):
                 raise SystemExit(f"{phase}: loss is {total} at step {step}; stopping. "
                                  f"The last good checkpoint is {ckpt_path}. Try a lower --lr.")
