@@ -9,8 +9,10 @@ import time
 import pytest
 import torch
 
+import data
+import discuss
 import saie
-from model import load_checkpoint
+from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--init", "scratch", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "160", "--batch-size", "4",
@@ -42,8 +44,9 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert {(r["method"], r["mode"]) for r in results["results"]} == \
         {(m, d) for m in ("warmup", "sft", "saie") for d in ("single", "self")}
-    assert (tmp_path / "report.html").stat().st_size > 1000
-    # Both methods started from the same warm-up and took the same number of steps, yet differ.
+    from tests.test_eval import assert_rows_match   # the report's table shows results.json, row by row
+    assert_rows_match((tmp_path / "report.html").read_text(), results["results"])
+    # The same number of steps from the same warm-up (tests/test_invariants.py checks the start), yet they differ.
     sft, saie_ = weights(tmp_path / "sft" / "ckpt.pt"), weights(tmp_path / "saie" / "ckpt.pt")
     assert any(not torch.equal(sft[k], saie_[k]) for k in sft)
 
@@ -101,8 +104,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_two_process_gloo_ddp_run_agrees_on_weights(tmp_path):
+    """Two ranks, two micro-batches a step: gradients sync on each step's last backward only."""
     p = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "saie.py", *TINY,
-             "--method", "saie", "--device", "cpu", "--out", str(tmp_path)])
+             "--method", "saie", "--grad-accum", "2", "--device", "cpu", "--out", str(tmp_path)])
     out = p.communicate(timeout=300)[0]
     assert p.returncode == 0, out
     assert out.count("ranks agree on weights: True") == 2  # warm-up and saie
@@ -176,3 +180,122 @@ def test_the_default_starts_from_the_shipped_warmup():
     ck = load_checkpoint(saie.SHIPPED_WARMUP)
     assert ck["remarks"] is True and ck["tokenizer"] == "arith" and "optimizer" not in ck
     assert saie.parse_args(["--init", "scratch"]).warmup_steps == 1000
+
+
+# -----------------------------------------------------------------------------
+# Paths end to end: gradient accumulation, resume in every phase, a partner with its own tokenizer
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_when(path, lines):
+    """A GPT.forward that raises, as a kill would stop the run, once `path` holds `lines` lines."""
+    forward = GPT.forward
+
+    def spy(self, idx, targets=None, weights=None):
+        if targets is not None and path.exists() and len(path.read_text().splitlines()) >= lines:
+            raise Crash(str(path))
+        return forward(self, idx, targets, weights)
+    return spy
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grad_accum_gives_the_step_of_a_batch_twice_the_size(tmp_path):
+    flags = TINY + ["--method", "sft", "--warmup-steps", "0", "--steps", "3"]
+    saie.main(flags + ["--batch-size", "4", "--out", str(tmp_path / "one")])
+    saie.main(flags + ["--batch-size", "2", "--grad-accum", "2", "--out", str(tmp_path / "two")])
+    a, b = weights(tmp_path / "one" / "sft" / "ckpt.pt"), weights(tmp_path / "two" / "sft" / "ckpt.pt")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
+    torch.manual_seed(7)   # the start both runs share: a tolerance far below how far training moved them
+    start = saie.build_model(saie.parse_args(flags)).state_dict()
+    assert max((a[k] - start[k]).abs().max() for k in a) > 1e-3
+    losses = [[json.loads(l)["loss"] for l in (tmp_path / d / "sft" / "metrics.jsonl").read_text().splitlines()]
+              for d in ("one", "two")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)   # the step's loss: the same weighted mean
+
+
+def test_saie_with_grad_accum_resumes_to_the_same_run(tmp_path, monkeypatch):
+    """Crashed in the middle of a step (its first micro-batch's transcripts already written), resumed:
+    the same weights and the same transcripts as a run that was never stopped."""
+    flags = TINY + ["--method", "saie", "--grad-accum", "2", "--ckpt-every", "1"]
+    saie.main(flags + ["--out", str(tmp_path / "ref")])
+    transcripts = tmp_path / "run" / "saie" / "transcripts.jsonl"
+    with monkeypatch.context() as m:  # 6 micro-batches of 4 written: in step 2's second micro-batch
+        m.setattr(GPT, "forward", crash_when(transcripts, 6 * 4))
+        with pytest.raises(Crash):
+            saie.main(flags + ["--out", str(tmp_path / "run")])
+    assert load_checkpoint(tmp_path / "run" / "saie" / "ckpt.pt")["step"] == 2
+    assert [json.loads(l)["step"] for l in transcripts.read_text().splitlines()][::4] == [0, 1, 2, 3, 4, 5]
+    saie.main(flags + ["--out", str(tmp_path / "run"), "--resume"])
+    for name in ("saie/transcripts.jsonl", "saie/metrics.jsonl"):
+        assert (tmp_path / "ref" / name).read_text() == (tmp_path / "run" / name).read_text(), name
+    steps = [json.loads(l)["step"] for l in transcripts.read_text().splitlines()]
+    assert steps == [i // 4 for i in range(4 * 4 * 2)]   # micro-batches 0..7, each once
+    assert same_weights(weights(tmp_path / "ref" / "saie" / "ckpt.pt"), weights(tmp_path / "run" / "saie" / "ckpt.pt"))
+
+
+def test_compare_resumes_after_a_kill_in_warmup_and_one_in_saie(tmp_path, monkeypatch, capsys):
+    """Each kill comes a step after a checkpoint (every 2 steps), so a metrics line and SAIE transcripts
+    written since must be dropped on resume."""
+    flags = TINY
+    saie.main(flags + ["--out", str(tmp_path / "ref")])
+    run_dir = tmp_path / "run"
+    for phase, resume in (("warmup", []), ("saie", ["--resume"])):
+        with monkeypatch.context() as m:
+            m.setattr(GPT, "forward", crash_when(run_dir / phase / "metrics.jsonl", 3))
+            with pytest.raises(Crash):
+                saie.main(flags + ["--out", str(run_dir)] + resume)
+        assert load_checkpoint(run_dir / phase / "ckpt.pt")["step"] == 2
+    assert len((run_dir / "saie" / "transcripts.jsonl").read_text().splitlines()) == 4 * 4
+    capsys.readouterr()
+    saie.main(flags + ["--out", str(run_dir), "--resume"])
+    printed = capsys.readouterr().out
+    assert "sft: resuming at step 4/4" in printed and "saie: resuming at step 2/4" in printed
+    for phase in ("warmup", "sft", "saie"):
+        assert same_weights(weights(tmp_path / "ref" / phase / "ckpt.pt"), weights(run_dir / phase / "ckpt.pt"))
+        assert (tmp_path / "ref" / phase / "metrics.jsonl").read_text() == \
+            (run_dir / phase / "metrics.jsonl").read_text()
+    assert (tmp_path / "ref" / "saie" / "transcripts.jsonl").read_text() == \
+        (run_dir / "saie" / "transcripts.jsonl").read_text()
+    ref, got = (json.loads((d / "results.json").read_text())["results"] for d in (tmp_path / "ref", run_dir))
+    assert got == ref   # every evaluated row, warm-up included
+
+
+def test_a_partner_with_its_own_model_and_tokenizer(tmp_path, monkeypatch):
+    """--partner: a byte-level model beside the arith learner. Turns pass as text: the partner reads the
+    learner's answers in bytes, the learner reads the remarks in its own tokens."""
+    byte = data.get_tokenizer("byte")
+    torch.manual_seed(0)
+    partner = GPT(GPTConfig(family="llama", vocab_size=byte.n_vocab, block_size=512, n_layer=1, n_head=2,
+                            n_kv_head=1, n_embd=32))
+    partner.tokenizer_spec = "byte"
+    save_checkpoint(tmp_path / "partner.pt", partner, remarks=True)
+    prompts, generate = [], GPT.generate
+
+    def spy(self, ps, *a, **k):
+        out = generate(self, ps, *a, **k)
+        for p, o in zip(ps, out):
+            prompts.append((self.config.vocab_size, p, o))
+        return out
+    monkeypatch.setattr(GPT, "generate", spy)
+    saie.main(TINY + ["--method", "saie", "--rounds", "2", "--partner", str(tmp_path / "partner.pt"),
+                      "--out", str(tmp_path / "run")])
+    lines = (tmp_path / "run" / "saie" / "transcripts.jsonl").read_text().splitlines()
+    trs = [discuss.Transcript.from_json(l) for l in lines]
+    assert len(trs) == 4 * 4 and all(len(tr.turns) == 4 for tr in trs)
+    tok = data.get_tokenizer("arith")
+    asked = {v: {tuple(p) for vv, p, _ in prompts if vv == v} for v in (tok.n_vocab, byte.n_vocab)}
+    assert len(asked[byte.n_vocab]) == 2 * len(trs)   # two remarks per question, all by the byte model
+    for tr in trs:
+        assert all(t.text.startswith(discuss.OPENER[tr.stance]) for t in tr.turns[1::2])
+        for k in (1, 3):   # before each remark, the partner read the transcript so far in bytes
+            view = discuss.Transcript(tr.question, tr.gold, tr.stance, tr.id, tr.turns[:k])
+            assert tuple(discuss.encode(byte, discuss.render(byte, view, "partner"))) in asked[byte.n_vocab]
+        # before its second turn, the learner read the byte model's remark in its own arith tokens
+        view = discuss.Transcript(tr.question, tr.gold, tr.stance, tr.id, tr.turns[:2])
+        assert tuple(discuss.encode(tok, discuss.render(tok, view, "learner"))) in asked[tok.n_vocab]
