@@ -21,12 +21,15 @@ def _is_question(text):
 def test_question_remark_quotes_a_step(attempt):
     seen = set()
     for seed in range(20):
-        q = attempt(question_remark, LEARNER, random.Random(seed))
+        rng = random.Random(seed)
+        before = rng.getstate()
+        q = attempt(question_remark, LEARNER, rng)
         assert _is_question(q), q
         quoted = [s for s in ("12 / 2 = 6", "6 + 20 = 30") if s in q]
-        assert len(quoted) >= 1, f"{q!r} quotes none of the learner's steps"
+        assert len(quoted) == 1, f"{q!r} should quote exactly one of the learner's steps"
+        assert rng.getstate() != before, "the quoted step is picked with the rng given, not another"
         seen.update(quoted)
-    assert len(seen) == 2, "the quoted step is picked with rng"
+    assert len(seen) == 2, "over seeds, the rng picks each step"
     q = attempt(question_remark, "I think 30", random.Random(0))
     assert _is_question(q) and not data.STEP.search(q)
     assert question_remark(LEARNER, random.Random(3)) == question_remark(LEARNER, random.Random(3))
