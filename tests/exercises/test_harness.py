@@ -48,3 +48,30 @@ def test_swapped_lets_a_replacement_call_the_original():
         assert list(module.g(3)) == [0, -1, -2]
         assert module.f is not f2 and module.f(2) == 30  # still swapped afterwards
     assert module.f(1) == 2 and module.g is gen
+
+
+def test_discussion_batches_train_what_make_sequences_returns(monkeypatch):
+    """The harness plugs the exercise's rows in: the batches carry make_sequences' rows and weights, built
+    from this batch's transcripts and questions, and saie.main trains on harness.run's batches."""
+    tok, task = data.get_tokenizer("arith"), data.get_task("arith")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=128, n_layer=1, n_head=2, n_embd=16))
+    sp = discuss.Speaker(model, tok, 6, temperature=1.0)
+    args = types.SimpleNamespace(batch_size=4, seed=3, stance="both", rounds=1, plain_weight=0.5)
+    exs = task.load("test")[:20]
+    seen = []
+
+    def rows(tok_, task_, transcripts, examples, args_):
+        seen.append(([tr.question for tr in transcripts], examples))
+        return [discuss.answer_sequence(tok_, task_, ex) for ex in examples], [0.25] * len(examples)
+    seqs, weights, stats = next(harness.discussion_batches(rows)(sp, sp, tok, task, exs, args, 0, 1, 0, None))
+    (questions, examples), = seen
+    assert questions == [ex.question for ex in examples] and len(examples) == 4
+    assert seqs == [discuss.answer_sequence(tok, task, ex) for ex in examples]
+    assert weights == [0.25] * 4 and set(stats) == {"learner_acc", "aligned"}
+
+    used = []
+    monkeypatch.setattr(saie, "main", lambda argv: used.append((saie.saie_batches, argv)))
+    harness.run(rows, ["--steps", "1"])
+    assert used == [(used[0][0], ["--steps", "1"])] and used[0][0] is not saie.saie_batches
+    assert saie.saie_batches.__module__ == "saie"   # restored afterwards
