@@ -55,7 +55,8 @@ def test_each_wrong_solution_fails_the_checks_it_names(tmp_path, round):
     outcomes, out = run_checks(tmp_path, list(chosen), ",".join(f"{e}:{name}" for e, (name, _, _) in chosen.items()))
     for exercise, (name, _, must_fail) in chosen.items():
         for test in must_fail:
-            assert outcomes.get((exercise, test)) == "failure", f"{exercise}:{name} passes {test}\n{out}"
+            got = outcomes.get((exercise, test))
+            assert got == "failure", f"{exercise}:{name} is not caught by {test} ({got})\n{out}"
 
 
 def test_every_check_of_a_students_work_catches_some_wrong_solution():
