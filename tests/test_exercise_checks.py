@@ -31,14 +31,15 @@ def run_checks(tmp_path, exercises, spoilers=""):
     """Run the exercises' checks with the solutions swapped in: {(exercise, test id): outcome}."""
     xml = tmp_path / "junit.xml"
     env = {**os.environ, "SPOILERS": spoilers, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    files = [str(CHECKS / f"test_{e}.py") for e in exercises]
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.spoilers.plugin",
-                        f"--junitxml={xml}", *(str(CHECKS / f"test_{e}.py") for e in exercises)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                        f"--junitxml={xml}", *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert xml.exists(), p.stdout + p.stderr
     outcomes = {}
     for case in ET.parse(xml).iter("testcase"):
         kind = next((k for k in ("failure", "error", "skipped") if case.find(k) is not None), "passed")
-        outcomes[(case.get("classname").rsplit(".", 1)[-1].removeprefix("test_"), case.get("name"))] = kind
+        exercise = case.get("classname").rsplit(".", 1)[-1].removeprefix("test_")
+        outcomes[(exercise, case.get("name"))] = kind
     return outcomes, p.stdout
 
 
@@ -52,7 +53,8 @@ def test_every_check_passes_with_the_reference_solutions(tmp_path):
 def test_each_wrong_solution_fails_the_checks_it_names(tmp_path, round):
     """Round k puts every exercise's k-th wrong solution in place (exercises do not share code)."""
     chosen = {e: v[round] for e, v in wrong.VARIANTS.items() if round < len(v)}
-    outcomes, out = run_checks(tmp_path, list(chosen), ",".join(f"{e}:{name}" for e, (name, _, _) in chosen.items()))
+    spoilers = ",".join(f"{e}:{name}" for e, (name, _, _) in chosen.items())
+    outcomes, out = run_checks(tmp_path, list(chosen), spoilers)
     for exercise, (name, _, must_fail) in chosen.items():
         for test in must_fail:
             got = outcomes.get((exercise, test))
@@ -62,14 +64,15 @@ def test_each_wrong_solution_fails_the_checks_it_names(tmp_path, round):
 def test_every_check_of_a_students_work_catches_some_wrong_solution():
     for exercise, variants in wrong.VARIANTS.items():
         caught = {test.split("[")[0] for _, _, must_fail in variants for test in must_fail}
-        assert student_checks(exercise) <= caught, f"{exercise}: no wrong solution for {student_checks(exercise) - caught}"
-        assert caught <= student_checks(exercise), f"{exercise}: named checks that do not exist"
+        checks = student_checks(exercise)
+        assert checks <= caught, f"{exercise}: no wrong solution for {checks - caught}"
+        assert caught <= checks, f"{exercise}: named checks that do not exist: {caught - checks}"
 
 
 def test_only_an_untouched_stub_skips():
     for exercise, names in plugin.FUNCTIONS.items():
         module = importlib.import_module(f"exercises.{exercise}")
         for name in names:
-            assert untouched_stub(getattr(module, name)), f"exercises/{exercise}.py: {name} should ship as the stub"
+            assert untouched_stub(getattr(module, name)), f"exercises/{exercise}.py: {name} ships as a stub"
             assert not untouched_stub(getattr(reference, name))
     assert not untouched_stub(wrong.min_p_half_written)   # started, still raising: it runs and fails

@@ -149,10 +149,12 @@ def test_what_the_optimizer_gets_and_where_each_arm_starts(tmp_path, monkeypatch
         context = TOK.decode(idx[: first + 1])
         question = re.match(r"Question: (.*?)\n", context)[1]
         assert TOK.decode([t for t in targets if t != -100]) in targets_of[question], (name, context)
-        kinds[name].append(("plain" if context == f"Question: {question}\nAnswer:" else "discussion", w, question))
+        kind = "plain" if context == f"Question: {question}\nAnswer:" else "discussion"
+        kinds[name].append((kind, w, question))
     sft, saie_rows = kinds["sft"], kinds["saie"]
     assert len(sft) == 2 * 4 and {(k, w) for k, w, _ in sft} == {("plain", 1.0)}
-    assert sorted((k, w) for k, w, _ in saie_rows) == [("discussion", 1.0)] * 8 + [("plain", pytest.approx(0.3))] * 8
+    assert sorted((k, w) for k, w, _ in saie_rows) == \
+        [("discussion", 1.0)] * 8 + [("plain", pytest.approx(0.3))] * 8
     questions = sorted(q for *_, q in sft)   # the same questions for both arms, each discussed once
     assert questions == sorted(q for k, _, q in saie_rows if k == "plain") == \
         sorted(q for k, _, q in saie_rows if k == "discussion")

@@ -205,15 +205,20 @@ def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_grad_accum_gives_the_step_of_a_batch_twice_the_size(tmp_path):
+def test_grad_accum_gives_the_step_of_a_batch_twice_the_size(tmp_path, monkeypatch):
     flags = TINY + ["--method", "sft", "--warmup-steps", "0", "--steps", "3"]
+    starts, train = [], saie.train
+
+    def spy(phase, model, *a, **k):
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return train(phase, model, *a, **k)
+    monkeypatch.setattr(saie, "train", spy)
     saie.main(flags + ["--batch-size", "4", "--out", str(tmp_path / "one")])
     saie.main(flags + ["--batch-size", "2", "--grad-accum", "2", "--out", str(tmp_path / "two")])
     a, b = weights(tmp_path / "one" / "sft" / "ckpt.pt"), weights(tmp_path / "two" / "sft" / "ckpt.pt")
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
-    torch.manual_seed(7)   # the start both runs share: a tolerance far below how far training moved them
-    start = saie.build_model(saie.parse_args(flags)).state_dict()
-    assert max((a[k] - start[k]).abs().max() for k in a) > 1e-3
+    start = starts[-1]   # where SFT started: the tolerance is far below how far training moved the weights
+    assert same_weights(starts[1], starts[-1]) and max((a[k] - start[k]).abs().max() for k in a) > 1e-3
     losses = [[json.loads(l)["loss"] for l in (tmp_path / d / "sft" / "metrics.jsonl").read_text().splitlines()]
               for d in ("one", "two")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)   # the step's loss: the same weighted mean

@@ -18,8 +18,9 @@ def untouched_stub(fn):
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.FunctionDef) else None
     if not body:
         return False
-    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-        body = body[1:]
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        body = body[1:]  # the docstring
     return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
             and ast.unparse(body[0].exc) in ("NotImplementedError", "NotImplementedError()"))
 

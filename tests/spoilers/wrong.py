@@ -30,8 +30,8 @@ def min_p_in_place(logits, min_p):
 def min_p_half_written(logits, min_p):
     """Started, then left with the stub's raise at the end: a failure, not a skip."""
     probs = logits.float().softmax(-1)
-    top = probs.max(-1, keepdim=True).values
-    raise NotImplementedError  # exercise 1: compare probs with min_p * top
+    threshold = min_p * probs.max(-1, keepdim=True).values
+    raise NotImplementedError(f"exercise 1: mask probs below the threshold, shape {tuple(threshold.shape)}")
 
 # -----------------------------------------------------------------------------
 # 2. own_turns
@@ -60,7 +60,8 @@ def rounds_without_the_last(tok, tr, target):
 
 def rounds_own_turn_as_target(tok, tr, target):
     """After round k, trains the learner's own answer of round k instead of the gold one."""
-    return [discuss.learner_sequence(tok, discuss.Transcript(tr.question, tr.gold, tr.stance, tr.id, tr.turns[: 2 * k]),
+    return [discuss.learner_sequence(tok, discuss.Transcript(tr.question, tr.gold, tr.stance, tr.id,
+                                                             tr.turns[: 2 * k]),
                                      target if k == 0 else tr.turns[2 * k - 2].text)
             for k in range(len(tr.turns) // 2 + 1)]
 
@@ -112,7 +113,8 @@ def cheap_restarts_on_resume(learner, partner, tok, task, examples, args, rank, 
     """Counts batches from `start` when resuming, so the schedule shifts."""
     for i in itertools.count(start):
         if (i - start) % every == 0:
-            yield next(saie.saie_batches(learner, partner, tok, task, examples, args, rank, world, i, transcripts_path))
+            yield next(saie.saie_batches(learner, partner, tok, task, examples, args, rank, world, i,
+                                         transcripts_path))
         else:
             yield next(saie.sft_batches(tok, task, examples, args, rank, world, i, False))
 
@@ -120,7 +122,8 @@ def cheap_restarts_on_resume(learner, partner, tok, task, examples, args, rank, 
 def cheap_discusses_then_discards(learner, partner, tok, task, examples, args, rank, world, start,
                                   transcripts_path, every):
     """Right batches, but every batch still pays for (and logs) a discussion."""
-    discussed = saie.saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path)
+    discussed = saie.saie_batches(learner, partner, tok, task, examples, args, rank, world, start,
+                                  transcripts_path)
     plain = saie.sft_batches(tok, task, examples, args, rank, world, start, False)
     for i, d, p in zip(itertools.count(start), discussed, plain):
         yield d if i % every == 0 else p
