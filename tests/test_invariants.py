@@ -166,9 +166,10 @@ def test_what_the_optimizer_gets_and_where_each_arm_starts(tmp_path, monkeypatch
     assert same(starts["sft"], ends["warmup"]) and same(starts["saie"], ends["warmup"])
     assert not same(ends["sft"], ends["warmup"]) and not same(ends["saie"], ends["sft"])
     assert same(load_checkpoint(tmp_path / "warmup" / "ckpt.pt")["model"], ends["warmup"])
-    assert sorted((r["method"], r["mode"]) for r, _ in evaluated) == \
-        sorted((m, d) for m in ("warmup", "sft", "saie") for d in ("single", "self"))
-    for r, state in evaluated:
+    rows = [(r, state) for r, state in evaluated if "method" in r]   # the report's rows, by method
+    assert {r["method"] for r, _ in rows} == {"warmup", "sft", "saie"}
+    assert {r["mode"] for r, _ in rows} >= {"single", "self"}
+    for r, state in rows:
         assert same(state, ends[r["method"]]), f"the {r['method']} row was evaluated from other weights"
 
 
