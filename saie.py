@@ -459,13 +459,13 @@ def cli(main, prog=None):
     try:
         main()
     except SystemExit as e:  # sys.exit("message") from deeper down gets the prefix too
-        if isinstance(e.code, str) and not e.code.startswith(f"{prog}: "):
+        if isinstance(e.code, str) and ": error: " not in e.code:
             sys.exit(f"{prog}: error: {e.code}")
         raise
     except (data.DataError, WeightsError) as e:
         sys.exit(f"{prog}: error: {e}")
     except torch.OutOfMemoryError as e:
-        what = ". ".join(str(e).split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
         sys.exit(f"{prog}: error: out of memory ({what}); {OUT_OF_MEMORY}")
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
