@@ -1,0 +1,102 @@
+"""Play the partner (python discuss.py): scripted sessions on the shipped warm-up, through a pipe as a
+student's terminal would feed them, and the pieces that turn typed lines into remarks."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import data
+import discuss
+
+ROOT = Path(__file__).resolve().parent.parent
+WARMUP = ROOT / "assets" / "arith-warmup.pt"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def session(lines, *flags):
+    out = subprocess.run([sys.executable, "discuss.py", *flags], input="".join(l + "\n" for l in lines),
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    return out.returncode, out.stdout, out.stderr
+
+
+def check_verdicts(lines, gold):
+    """Every '=> A: right/wrong; kept/changed (X -> Y)' line agrees with the gold answer and the answer before."""
+    before, seen = None, 0
+    for line in lines:
+        m = re.match(r"=> (\S+): (right|wrong)(?:; (kept its answer|changed its mind \((\S+) -> (\S+)\)))?$", line)
+        if not m:
+            continue
+        answer, verdict, change, x, y = m.groups()
+        assert (answer == gold) == (verdict == "right"), line
+        assert (change is None) == (before is None), line  # only a first answer has no change to report
+        if change == "kept its answer":
+            assert answer == before, line
+        elif change:
+            assert (x, y) == (before, answer) and x != y, line
+        before, seen = answer, seen + 1
+    return seen
+
+
+def test_scripted_session_on_the_shipped_warmup():
+    gold = data.get_task("arith").load("test")[2].answer
+    rc, out, err = session(["agree", "disagree 35", "I disagree. 17 * 2 = 36 #### 36", ":partner oppose",
+                            ":partner support", ":bogus", ":partner", ":help"], "--question", "2")
+    assert rc == 0 and err == "", err
+    assert "Question test-2: Ann starts with 17 shells" in out
+    # The piped lines are echoed after the prompt, as a terminal shows them.
+    assert "you> agree\npartner: I agree. " in out and "you> disagree 35\n" in out
+    assert check_verdicts(out.splitlines(), gold) == 6  # the first answer and one per remark
+    assert "no command :bogus" in out and "which stance?" in out and out.count(":partner support|oppose") == 2
+    assert out.rstrip().endswith("you>")  # Ctrl-D (the end of the pipe) ends the session
+
+
+def test_swap_shows_both_checkpoints_on_the_same_remarks():
+    # The same checkpoint twice, greedy: both columns must read the same, row by row.
+    rc, out, err = session(["disagree 5", f":swap {WARMUP}", "agree", ":swap", "agree"], "--question", "0")
+    assert rc == 0 and err == "", err
+    rows = [l for l in out.split(f"you> :swap {WARMUP}")[1].splitlines() if " | " in l]
+    assert rows[0].split(" | ")[0].strip() == "[arith-warmup]"
+    assert len(rows) > 10 and all(l.split(" | ")[0].rstrip() == l.split(" | ")[1].rstrip() for l in rows)
+    assert "back to one learner: arith-warmup" in out
+    after = out.split("back to one learner")[1]
+    assert " | " not in after and "partner: I agree." in after
+
+
+def test_own_question_unknown_words_and_a_bad_swap_are_one_line_each():
+    rc, out, err = session([":new Ann has 7 pens . She buys 5 more . How many pens does Ann have ?",
+                            "you are so wrong! #### 13", ":swap nope.pt", ":new 9999", ":quit", "agree"])
+    assert rc == 0 and err == "", err
+    assert "Question (yours): Ann has 7 pens" in out and "no gold answer to check it against" in out
+    assert "note: arith-warmup has no token for you, so, wrong!: it reads them as raw bytes" in out
+    assert re.search(r"^error: nope\.pt: .*", out, re.M)
+    assert "the test split has questions 0 to 499" in out
+    assert out.rstrip().endswith("you> :quit")  # nothing after :quit is read
+
+
+def test_ctrl_c_ends_the_session_cleanly():
+    p = subprocess.Popen([sys.executable, "discuss.py", "--question", "1"], cwd=ROOT, env=ENV, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, deadline = "", time.time() + 120
+    while not out.endswith("you> ") and time.time() < deadline:
+        out += p.stdout.read(1)
+    assert out.endswith("you> "), out
+    p.send_signal(signal.SIGINT)
+    rest, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+
+def test_a_bad_checkpoint_is_one_line():
+    rc, out, err = session([], "--ckpt", "README.md")
+    assert rc == 1 and err.splitlines() == [
+        "discuss.py: error: README.md: not a checkpoint: torch.save writes a zip archive, and this file is not one"]
+
+
+def test_unseen_words_are_the_ones_the_arith_tokenizer_spells_in_bytes():
+    tok = data.get_tokenizer("arith")
+    assert discuss.unseen_words(tok, "I disagree. 9 - 5 = 3\n#### 3") == []
+    assert discuss.unseen_words(tok, "Ann has 1000 pens, héllo! (3)") == ["1000", "héllo!"]
