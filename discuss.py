@@ -329,18 +329,12 @@ class Table:
         else:
             print("beside which checkpoint? :swap PATH (or start with --vs PATH)")
 
-    def readable(self, text):
-        """Can every learner read text? Words it has no token for get a note, not a refusal."""
+    def note_unseen(self, text):
+        """Words a learner has no token for get a note: it reads them as bytes it never trained on."""
         for name, sp in self.learners:
-            try:
-                sp.tok.encode(text)
-            except ValueError as e:
-                print(f"{name}'s tokenizer cannot encode that ({e}); try other words")
-                return False
             if unseen := unseen_words(sp.tok, text):
                 print(f"note: {name} has no token for {', '.join(unseen)}: it reads them as raw bytes "
                       f"it never saw in training")
-        return True
 
     def partner(self):
         """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
@@ -471,7 +465,8 @@ def take(table, line, tests, rng):
             print(f"the test split has questions 0 to {len(tests) - 1}")
         elif not rest or rest.isdigit():
             table.start(tests[int(rest)] if rest else rng.choice(tests))
-        elif table.readable(rest):
+        else:
+            table.note_unseen(rest)
             table.start(data.Example(rest, rationale="", answer="", id="(yours)"))
     elif command == ":partner":
         if rest not in STANCES:
@@ -488,8 +483,8 @@ def take(table, line, tests, rng):
         text = re.sub(r"\s*####\s*", "\n#### ", line)  # as trained: the answer on its own line
         if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
             text = OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
-        if table.readable(text):
-            table.play(("say", text))
+        table.note_unseen(text)
+        table.play(("say", text))
     return True
 
 

@@ -33,6 +33,16 @@ def one_error_line(rc, err, prog="saie.py"):
 
 
 @pytest.fixture
+def tiny_gsm8k(tmp_path):
+    """Two well-formed GSM8K files of one line: loaded in no time, unlike the generated arith set."""
+    d = tmp_path / "gsm8k"
+    d.mkdir()
+    for split in ("train", "test"):
+        (d / f"{split}.jsonl").write_text('{"question": "1 + 1?", "answer": "1 + 1 = 2\\n#### 2"}\n')
+    return ["--task", "gsm8k", "--data-dir", d]
+
+
+@pytest.fixture
 def out_with_checkpoint(tmp_path):
     """An --out that already holds a checkpoint: every failing command must leave it as it was."""
     out = tmp_path / "out"
@@ -66,14 +76,14 @@ def test_no_network_and_no_data_dir(tmp_path):
     ("text", "not a checkpoint: torch.save writes a zip archive, and this file is not one"),
     ("dir", "has neither config.json (Hugging Face) nor params.json (Meta)"),
 ])
-def test_an_init_that_is_not_a_model(kind, says, tmp_path, out_with_checkpoint):
+def test_an_init_that_is_not_a_model(kind, says, tmp_path, tiny_gsm8k, out_with_checkpoint):
     out, ck = out_with_checkpoint
     init = tmp_path / "init"
     if kind == "text":
         init.write_text("hello\n")
     else:
         init.mkdir()
-    rc, _, err = command("saie.py", "--init", init, "--out", out, "--resume")
+    rc, _, err = command("saie.py", *tiny_gsm8k, "--init", init, "--out", out, "--resume")
     assert says in one_error_line(rc, err)
     assert ck.read_bytes() == b"precious"
 
@@ -123,11 +133,11 @@ def test_out_of_memory_is_advice_and_keeps_what_was_written(tmp_path):
     assert not (tmp_path / "saie" / "ckpt.pt").exists()
 
 
-def test_a_bug_keeps_its_traceback(tmp_path):
+def test_a_bug_keeps_its_traceback(tmp_path, tiny_gsm8k):
     code = ("import sys, saie\n"
             "saie.build_model = lambda args: 1 / 0\n"
             "saie.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
-    rc, _, err = command("-c", code, *TINY, "--out", tmp_path)
+    rc, _, err = command("-c", code, *tiny_gsm8k, "--out", tmp_path / "out")
     assert rc == 1 and "Traceback" in err and err.strip().endswith("ZeroDivisionError: division by zero")
 
 
@@ -139,10 +149,12 @@ def test_a_message_that_already_names_its_command_is_not_prefixed_twice(out_with
     assert ck.read_bytes() == b"precious"
 
 
-def test_bench_and_exercise_entry_points_answer_in_one_line(tmp_path):
+def test_bench_and_exercise_entry_points_answer_in_one_line(tmp_path, tiny_gsm8k):
     bad = tmp_path / "bad.pt"
     bad.write_text("not weights")
     rc, _, err = command("bench/partner_temperature.py", "--model", bad)
     assert "not a checkpoint" in one_error_line(rc, err, "bench/partner_temperature.py")
-    rc, _, err = command("-m", "exercises.every_round", "--init", tmp_path, "--out", tmp_path / "out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = command("-m", "exercises.every_round", *tiny_gsm8k, "--init", empty, "--out", tmp_path / "out")
     assert "has neither config.json" in one_error_line(rc, err, "exercises.every_round")
