@@ -268,7 +268,7 @@ class Table:
 
     def __init__(self, task, load, args):
         self.task, self.load, self.args = task, load, args
-        self.learners = [self.speaker(args.ckpt, args.temperature)]
+        self.learners = [self.speaker(path, args.temperature) for path in (args.ckpt, args.vs) if path]
         self.ex, self.moves, self.trs = None, [], []
 
     def speaker(self, path, temperature):
@@ -402,7 +402,7 @@ def play(argv=None):
     p = argparse.ArgumentParser(description="Play the partner: you remark, the learner reacts.",
                                 epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default=warmup, help="the learner (default: the shipped arith warm-up)")
-    p.add_argument("--vs", help="the second checkpoint of :swap (out/sft/ckpt.pt beside out/saie/...)")
+    p.add_argument("--vs", help="a second learner, side by side (out/sft/ckpt.pt beside out/saie/...)")
     p.add_argument("--partner", default=warmup, help="who remarks on :partner (default: the shipped "
                    "warm-up, the partner of saie.py's default run)")
     p.add_argument("--task", default="arith", choices=data.TASKS)

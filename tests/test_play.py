@@ -55,16 +55,19 @@ def test_scripted_session_on_the_shipped_warmup():
     assert out.rstrip().endswith("you>")  # Ctrl-D (the end of the pipe) ends the session
 
 
-def test_swap_shows_both_checkpoints_on_the_same_remarks():
+def test_vs_and_swap_show_two_checkpoints_on_the_same_remarks():
     # The same checkpoint twice, greedy: both columns must read the same, row by row.
-    rc, out, err = session(["disagree 5", f":swap {WARMUP}", "agree", ":swap", "agree"], "--question", "0")
+    rc, out, err = session(["disagree 5", "agree", ":swap", "agree", f":swap {WARMUP}", "disagree"],
+                           "--question", "0", "--vs", WARMUP)
     assert rc == 0 and err == "", err
-    rows = [l for l in out.split(f"you> :swap {WARMUP}")[1].splitlines() if " | " in l]
-    assert rows[0].split(" | ")[0].strip() == "[arith-warmup]"
-    assert len(rows) > 10 and all(l.split(" | ")[0].rstrip() == l.split(" | ")[1].rstrip() for l in rows)
-    assert "back to one learner: arith-warmup" in out
-    after = out.split("back to one learner")[1]
-    assert " | " not in after and "partner: I agree." in after
+    two, one, again = re.split(r"you> :swap.*\n", out.split("Question test-0")[1])
+    for part in (two, again):
+        rows = [l.split(" | ") for l in part.splitlines() if " | " in l]
+        assert rows[0][0].strip() == "[arith-warmup]" and len(rows) > 8
+        assert all(left.rstrip() == right.rstrip() for left, right in rows)
+    assert one.startswith("back to one learner: arith-warmup") and " | " not in one
+    assert "partner: I agree." in one
+    assert again.count("=> ") == 2 * (1 + 3 + 1)  # replayed: the first answer, three remarks; then one more
 
 
 def test_own_question_unknown_words_and_a_bad_swap_are_one_line_each():
