@@ -34,11 +34,13 @@ def one_error_line(rc, err, prog="saie.py"):
 
 @pytest.fixture
 def tiny_gsm8k(tmp_path):
-    """Two well-formed GSM8K files of one line: loaded in no time, unlike the generated arith set."""
+    """Well-formed GSM8K files of 100 lines: loaded in no time, unlike the generated arith set."""
     d = tmp_path / "gsm8k"
     d.mkdir()
     for split in ("train", "test"):
-        (d / f"{split}.jsonl").write_text('{"question": "1 + 1?", "answer": "1 + 1 = 2\\n#### 2"}\n')
+        lines = [f'{{"question": "{i} + 1?", "answer": "{i} + 1 = {i + 1}\\n#### {i + 1}"}}\n'
+                 for i in range(100)]
+        (d / f"{split}.jsonl").write_text("".join(lines))
     return ["--task", "gsm8k", "--data-dir", d]
 
 
@@ -54,11 +56,13 @@ def out_with_checkpoint(tmp_path):
 
 def test_a_bad_data_line_names_file_line_and_field(tmp_path, out_with_checkpoint):
     out, ck = out_with_checkpoint
-    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "1 + 1 = 2\\n#### 2"}\n{"question": 5}\n')
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "1 + 1 = 2\\n#### 2"}\n'
+                                          '{"question": 5}\n')
     rc, _, err = command("saie.py", "--task", "gsm8k", "--init", "scratch", "--data-dir", tmp_path,
                          "--out", out, "--resume")
     line = one_error_line(rc, err)
-    assert line.endswith(f"{tmp_path / 'train.jsonl'}:2: field 'question' should be a non-empty str, got int '5'")
+    where = tmp_path / "train.jsonl"
+    assert line.endswith(f"{where}:2: field 'question' should be a non-empty str, got int '5'")
     assert ck.read_bytes() == b"precious"
 
 
@@ -66,7 +70,8 @@ def test_no_network_and_no_data_dir(tmp_path):
     unreachable = "http://127.0.0.1:9"  # nothing listens there: the fetch fails at once
     env = {"SAIE_CACHE": str(tmp_path / "cache"), "HTTPS_PROXY": unreachable, "https_proxy": unreachable,
            "NO_PROXY": "", "no_proxy": ""}
-    rc, _, err = command("saie.py", "--task", "gsm8k", "--init", "scratch", "--out", tmp_path / "out", env=env)
+    rc, _, err = command("saie.py", "--task", "gsm8k", "--init", "scratch", "--out", tmp_path / "out",
+                         env=env)
     line = one_error_line(rc, err)
     assert "could not fetch https://" in line and "--data-dir" in line
     assert not (tmp_path / "out").exists()
@@ -119,7 +124,7 @@ def test_out_of_memory_is_advice_and_keeps_what_was_written(tmp_path):
     # warm-up and SFT have written their checkpoints and metrics.
     code = ("import sys, torch, saie\n"
             "def oom(*a, **k):\n"
-            "    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...')\n"
+            "    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 ...')\n"
             "    yield\n"
             "saie.saie_batches = oom\n"
             "saie.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
@@ -156,5 +161,6 @@ def test_bench_and_exercise_entry_points_answer_in_one_line(tmp_path, tiny_gsm8k
     assert "not a checkpoint" in one_error_line(rc, err, "bench/partner_temperature.py")
     empty = tmp_path / "empty"
     empty.mkdir()
-    rc, _, err = command("-m", "exercises.every_round", *tiny_gsm8k, "--init", empty, "--out", tmp_path / "out")
+    rc, _, err = command("-m", "exercises.every_round", *tiny_gsm8k, "--init", empty,
+                         "--out", tmp_path / "out")
     assert "has neither config.json" in one_error_line(rc, err, "exercises.every_round")

@@ -16,6 +16,8 @@ import discuss
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = ROOT / "assets" / "arith-warmup.pt"
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+TASK = data.get_task("arith")
+TESTS = TASK.load(TASK.splits[-1])  # what the command picks its questions from
 
 
 def session(lines, *flags):
@@ -25,10 +27,11 @@ def session(lines, *flags):
 
 
 def check_verdicts(lines, gold):
-    """Every '=> A: right/wrong; kept/changed (X -> Y)' line agrees with the gold answer and the answer before."""
+    """Every '=> A: right/wrong; kept/changed (X -> Y)' line agrees with the gold and the answer before."""
     before, seen = None, 0
     for line in lines:
-        m = re.match(r"=> (\S+): (right|wrong)(?:; (kept its answer|changed its mind \((\S+) -> (\S+)\)))?$", line)
+        m = re.match(r"=> (\S+): (right|wrong)"
+                     r"(?:; (kept its answer|changed its mind \((\S+) -> (\S+)\)))?$", line)
         if not m:
             continue
         answer, verdict, change, x, y = m.groups()
@@ -43,14 +46,14 @@ def check_verdicts(lines, gold):
 
 
 def test_scripted_session_on_the_shipped_warmup():
-    gold = data.get_task("arith").load("test")[2].answer
+    ex = TESTS[2]
     rc, out, err = session(["agree", "disagree 35", "I disagree. 17 * 2 = 36 #### 36", ":partner oppose",
                             ":partner support", ":bogus", ":partner", ":help"], "--question", "2")
     assert rc == 0 and err == "", err
-    assert "Question test-2: Ann starts with 17 shells" in out
+    assert f"Question {ex.id}: {ex.question}  (gold answer: {ex.answer})" in out
     # The piped lines are echoed after the prompt, as a terminal shows them.
     assert "you> agree\npartner: I agree. " in out and "you> disagree 35\n" in out
-    assert check_verdicts(out.splitlines(), gold) == 6  # the first answer and one per remark
+    assert check_verdicts(out.splitlines(), ex.answer) == 6  # the first answer and one per remark
     assert "no command :bogus" in out and "which stance?" in out and out.count(":partner support|oppose") == 2
     assert out.rstrip().endswith("you>")  # Ctrl-D (the end of the pipe) ends the session
 
@@ -60,7 +63,7 @@ def test_vs_and_swap_show_two_checkpoints_on_the_same_remarks():
     rc, out, err = session(["disagree 5", "agree", ":swap", "agree", f":swap {WARMUP}", "disagree"],
                            "--question", "0", "--vs", WARMUP)
     assert rc == 0 and err == "", err
-    two, one, again = re.split(r"you> :swap.*\n", out.split("Question test-0")[1])
+    two, one, again = re.split(r"you> :swap.*\n", out.split(f"Question {TESTS[0].id}")[1])
     for part in (two, again):
         rows = [l.split(" | ") for l in part.splitlines() if " | " in l]
         assert rows[0][0].strip() == "[arith-warmup]" and len(rows) > 8
@@ -72,12 +75,13 @@ def test_vs_and_swap_show_two_checkpoints_on_the_same_remarks():
 
 def test_own_question_unknown_words_and_a_bad_swap_are_one_line_each():
     rc, out, err = session([":new Ann has 7 pens . She buys 5 more . How many pens does Ann have ?",
-                            "you are so wrong! #### 13", ":swap nope.pt", ":new 9999", ":quit", "agree"])
+                            "you are so wrong! #### 13", ":swap nope.pt", f":new {len(TESTS)}", ":quit",
+                            "agree"])
     assert rc == 0 and err == "", err
     assert "Question (yours): Ann has 7 pens" in out and "no gold answer to check it against" in out
     assert "note: arith-warmup has no token for you, so, wrong!: it reads them as raw bytes" in out
     assert re.search(r"^error: nope\.pt: .*", out, re.M)
-    assert "the test split has questions 0 to 499" in out
+    assert f"the test split has questions 0 to {len(TESTS) - 1}" in out
     assert out.rstrip().endswith("you> :quit")  # nothing after :quit is read
 
 
@@ -95,8 +99,8 @@ def test_ctrl_c_ends_the_session_cleanly():
 
 def test_a_bad_checkpoint_is_one_line():
     rc, out, err = session([], "--ckpt", "README.md")
-    assert rc == 1 and err.splitlines() == [
-        "discuss.py: error: README.md: not a checkpoint: torch.save writes a zip archive, and this file is not one"]
+    assert rc == 1 and err.splitlines() == ["discuss.py: error: README.md: not a checkpoint: torch.save "
+                                            "writes a zip archive, and this file is not one"]
 
 
 def test_unseen_words_are_the_ones_the_arith_tokenizer_spells_in_bytes():
