@@ -465,7 +465,8 @@ def cli(main, prog=None):
     except (data.DataError, WeightsError) as e:
         sys.exit(f"{prog}: error: {e}")
     except torch.OutOfMemoryError as e:
-        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
+        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
         sys.exit(f"{prog}: error: out of memory ({what}); {OUT_OF_MEMORY}")
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
