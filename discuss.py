@@ -254,7 +254,7 @@ from pathlib import Path  # noqa: E402
 HELP = """Type a remark and the learner answers again. Shortcuts and commands:
   agree                    "I agree." and the learner's own derivation: a supportive remark
   disagree [N]             "I disagree." (with N, then "#### N": an answer to push)
-  any other text           your remark as typed; end it with "#### N" to state an answer
+  any other text           your remark as typed; \\n starts a new line, "#### N" states an answer
   :partner support|oppose  the trained partner (--partner) remarks instead, with that stance
   :swap [PATH]             side by side with a second checkpoint (default --vs): it answers the
                            same question and hears the same remarks; :swap again for one column
@@ -480,12 +480,18 @@ def take(table, line, tests, rng):
     elif line.lower() == "agree":
         table.play(("agree", None))
     else:
-        text = re.sub(r"\s*####\s*", "\n#### ", line)  # as trained: the answer on its own line
-        if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
-            text = OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
+        text = typed_remark(line)
         table.note_unseen(text)
         table.play(("say", text))
     return True
+
+
+def typed_remark(line):
+    """The remark a typed line stands for, written as the trained remarks are: a step per line (a typed
+    \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
+    if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
+        return OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
+    return re.sub(r"\s*####\s*", "\n#### ", line.replace("\\n", "\n"))
 
 
 if __name__ == "__main__":

@@ -107,3 +107,11 @@ def test_unseen_words_are_the_ones_the_arith_tokenizer_spells_in_bytes():
     tok = data.get_tokenizer("arith")
     assert discuss.unseen_words(tok, "I disagree. 9 - 5 = 3\n#### 3") == []
     assert discuss.unseen_words(tok, "Ann has 1000 pens, héllo! (3)") == ["1000", "héllo!"]
+
+
+def test_typed_lines_become_remarks_in_the_trained_format():
+    assert discuss.typed_remark("disagree") == "I disagree."
+    assert discuss.typed_remark("Disagree 35") == "I disagree.\n#### 35"
+    assert discuss.typed_remark(r"I disagree. 12 / 2 = 7\n7 + 20 = 27 #### 27") == \
+        "I disagree. 12 / 2 = 7\n7 + 20 = 27\n#### 27"
+    assert discuss.typed_remark("you are wrong") == "you are wrong"
