@@ -245,6 +245,7 @@ def stance_alignment(transcripts):
 import argparse  # noqa: E402 (the command's own imports)
 import functools  # noqa: E402
 import itertools  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -424,7 +425,8 @@ def play(argv=None):
     sys.stdin.reconfigure(errors="replace")  # a byte that is not UTF-8 becomes a character, not a crash
     if sys.stdin.isatty():
         import readline  # noqa: F401 (line editing and history for input())
-    print(f"learner: {args.ckpt}\n{HELP}")
+    shown = [os.path.relpath(path) for path in (args.ckpt, args.vs) if path]
+    print(f"learner: {' beside '.join(shown)}\n{HELP}")
     try:
         table.start(tests[args.question] if args.question is not None else rng.choice(tests))
         while (line := read("you> ")) is not None:
