@@ -340,8 +340,9 @@ class Table:
     def partner(self):
         """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
         instructions."""
+        from eval import partner_mode_for  # the one place that decides how a model can remark
         model, tok, remarks = self.load(self.args.partner)
-        if tok.chat or remarks:
+        if partner_mode_for(tok, remarks) != "reflect":
             return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
         print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and cannot "
               f"follow instructions: pick another --partner")
