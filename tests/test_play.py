@@ -12,6 +12,7 @@ import pytest
 
 import data
 import discuss
+from model import GPT, GPTConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = ROOT / "assets" / "arith-warmup.pt"
@@ -21,7 +22,7 @@ TESTS = TASK.load(TASK.splits[-1])  # what the command picks its questions from
 
 
 def session(lines, *flags):
-    out = subprocess.run([sys.executable, "discuss.py", *flags], input="".join(l + "\n" for l in lines),
+    out = subprocess.run([sys.executable, "discuss.py", *map(str, flags)], input="".join(l + "\n" for l in lines),
                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     return out.returncode, out.stdout, out.stderr
 
@@ -73,11 +74,17 @@ def test_vs_and_swap_show_two_checkpoints_on_the_same_remarks():
     assert again.count("=> ") == 2 * (1 + 3 + 1)  # replayed: the first answer, three remarks; then one more
 
 
-def test_own_question_unknown_words_and_a_bad_swap_are_one_line_each():
+def test_own_question_unknown_words_a_bad_swap_and_a_mute_partner_are_one_line_each(tmp_path):
+    mute = tmp_path / "mute.pt"  # a checkpoint that never learned to remark
+    tok = data.get_tokenizer("arith")
+    gpt = GPT(GPTConfig(family="gpt2", vocab_size=tok.n_vocab, block_size=64, n_layer=1, n_head=1, n_embd=8))
+    gpt.tokenizer_spec = tok.name
+    save_checkpoint(mute, gpt)
     rc, out, err = session([":new Ann has 7 pens . She buys 5 more . How many pens does Ann have ?",
-                            "you are so wrong! #### 13", ":swap nope.pt", f":new {len(TESTS)}", ":quit",
-                            "agree"])
+                            "you are so wrong! #### 13", ":swap nope.pt", f":new {len(TESTS)}",
+                            ":partner oppose", ":quit", "agree"], "--partner", mute)
     assert rc == 0 and err == "", err
+    assert f"{mute} never learned to remark (no 'remarks' in its checkpoint)" in out
     assert "Question (yours): Ann has 7 pens" in out and "no gold answer to check it against" in out
     assert "note: arith-warmup has no token for you, so, wrong!: it reads them as raw bytes" in out
     assert re.search(r"^error: nope\.pt: .*", out, re.M)
