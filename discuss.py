@@ -235,3 +235,268 @@ def stance_alignment(transcripts):
                 same = t.answer is not None and t.answer == prev.answer
                 hits += same if t.stance == "support" else (t.answer is not None and not same)
     return hits / max(n, 1)
+
+
+# =============================================================================
+# Play the partner: python discuss.py [--ckpt PATH] [--vs PATH]
+# You make the remarks (or have the trained partner make them) and watch the learner react.
+# Nothing above this line depends on what follows.
+
+import argparse  # noqa: E402 (the command's own imports)
+import functools  # noqa: E402
+import itertools  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HELP = """Type a remark and the learner answers again. Shortcuts and commands:
+  agree                    "I agree." and the learner's own derivation: a supportive remark
+  disagree [N]             "I disagree." (with N, then "#### N": an answer to push)
+  any other text           your remark as typed; \\n starts a new line, "#### N" states an answer
+  :partner support|oppose  the trained partner (--partner) remarks instead, with that stance
+  :swap [PATH]             side by side with a second checkpoint (default --vs): it answers the
+                           same question and hears the same remarks; :swap again for one column
+  :new [N | question]      a random test question, test question N, or a question of your own
+  :help    :quit (or Ctrl-D)"""
+
+
+class Table:
+    """One question discussed by one or two learners. Each hears the same moves, replayed for it:
+    ("say", text) a remark as typed, ("agree", None), or ("partner", stance)."""
+
+    def __init__(self, task, load, args):
+        self.task, self.load, self.args = task, load, args
+        self.learners = [self.speaker(path, args.temperature) for path in (args.ckpt, args.vs) if path]
+        self.ex, self.moves, self.trs = None, [], []
+
+    def speaker(self, path, temperature):
+        """(name, Speaker) of a checkpoint: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for ours."""
+        from eval import method_name  # not at the top: eval.py imports this module
+        model, tok, remarks = self.load(path)
+        return method_name(path), Speaker(model, tok, self.args.max_turn_tokens, temperature)
+
+    def start(self, ex):
+        self.ex, self.moves = ex, []
+        gold = f"  (gold answer: {ex.answer})" if ex.answer else ""
+        print(f"\nQuestion {ex.id}: {ex.question}{gold}")
+        self.trs = [self.replay(sp) for _, sp in self.learners]
+        self.show(0)
+
+    def replay(self, speaker):
+        tr = Transcript(self.ex.question, self.ex.answer, id=self.ex.id)
+        self.answer(tr, speaker)
+        for move in self.moves:
+            self.remark(tr, move)
+            self.answer(tr, speaker)
+        return tr
+
+    def play(self, move):
+        """One round for every learner: the remark, then its next answer."""
+        self.moves.append(move)
+        for tr, (_, sp) in zip(self.trs, self.learners):
+            self.remark(tr, move)
+            self.answer(tr, sp)
+        self.show(len(self.trs[0].turns) - 2, typed=move[0] == "say")
+
+    def answer(self, tr, speaker):
+        room = speaker.model.config.block_size - speaker.max_new_tokens
+        if len(encode(speaker.tok, render(speaker.tok, tr, "learner"))) > room:
+            print(f"note: the discussion is longer than the learner's context ({room} tokens): it sees "
+                  f"only the end of it, maybe not the question. :new starts over")
+        add_turns([tr], speaker, "learner", self.task, seed=self.args.seed + len(tr.turns))
+
+    def remark(self, tr, move):
+        kind, arg = move
+        if kind == "partner":
+            tr.stance = arg
+            add_turns([tr], self.partner(), "partner", self.task, self.args.seed + len(tr.turns))
+        else:
+            text = f"{OPENER['support']} {tr.turns[-1].text}" if kind == "agree" else arg
+            tr.turns.append(Turn("partner", text, self.task.extract(text)))
+
+    def swap(self, path):
+        """Put a second learner beside the first, replaying this discussion for it; with no path and
+        two learners, go back to one."""
+        if path is None and len(self.learners) == 2:
+            del self.learners[1:], self.trs[1:]
+            print(f"back to one learner: {self.learners[0][0]}")
+        elif path or self.args.vs:
+            self.learners[1:] = [self.speaker(path or self.args.vs, self.args.temperature)]
+            self.trs[1:] = [self.replay(self.learners[1][1])]
+            self.show(0)
+        else:
+            print("beside which checkpoint? :swap PATH (or start with --vs PATH)")
+
+    def note_unseen(self, text):
+        """Words a learner has no token for get a note: it reads them as bytes it never trained on."""
+        for name, sp in self.learners:
+            if unseen := unseen_words(sp.tok, text):
+                print(f"note: {name} has no token for {', '.join(unseen)}: it reads them as raw bytes "
+                      f"it never saw in training")
+
+    def partner(self):
+        """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
+        instructions."""
+        from eval import partner_mode_for  # the one place that decides how a model can remark
+        model, tok, remarks = self.load(self.args.partner)
+        if partner_mode_for(tok, remarks) != "reflect":
+            return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
+        print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and cannot "
+              f"follow instructions: pick another --partner")
+
+    def show(self, start, typed=False):
+        """Turns from `start` on, a column per learner; a remark you typed is not repeated."""
+        blocks = []
+        for tr in self.trs:
+            lines, before = [], None
+            for i, t in enumerate(tr.turns):
+                if i >= start and t.speaker == "learner":
+                    lines += labelled("learner: ", t.text) + [self.verdict(t, before, i)]
+                elif i >= start and not typed:
+                    lines += labelled("partner: ", t.text)
+                before = t.answer if t.speaker == "learner" else before
+            blocks.append(lines)
+        if len(blocks) == 1:
+            print("\n".join(blocks[0]))
+            return
+        width = max(30, (shutil.get_terminal_size().columns - 3) // 2)
+        columns = [[w for line in [f"[{name}]"] + block for w in textwrap.wrap(line, width) or [""]]
+                   for (name, _), block in zip(self.learners, blocks)]
+        for left, right in itertools.zip_longest(*columns, fillvalue=""):
+            print(f"{left:<{width}} | {right}".rstrip())
+
+    def verdict(self, turn, before, i):
+        """'=> 34: right; changed its mind (35 -> 34)': an answer against the gold and the last one."""
+        if turn.answer is None:
+            said = "=> no final answer"
+        elif not self.ex.answer:
+            said = f"=> {turn.answer} (no gold answer to check it against)"
+        else:
+            right = self.task.is_correct(turn.text, self.ex)
+            said = f"=> {turn.answer}: {'right' if right else 'wrong'}"
+        if i > 0:
+            said += ("; kept its answer" if turn.answer == before else
+                     f"; changed its mind ({before} -> {turn.answer})")
+        return said
+
+
+def labelled(label, text):
+    lines = text.splitlines() or [""]
+    return [label + lines[0]] + [" " * len(label) + line for line in lines[1:]]
+
+
+def unseen_words(tok, text):
+    """Words of text the arith tokenizer has no token for: they reach the model as raw bytes it never
+    saw in training. (Tokenizers of pretrained models cover all text.)"""
+    if tok.name != "arith":
+        return []
+    parts = lambda word: re.findall(r"[A-Za-z]+|\d+|#+|[^A-Za-z\d#]", word)  # as the tokenizer splits
+    return [w for w in text.split() if any(len(tok.encode(" " + p)) > 1 for p in parts(w))]
+
+
+def play(argv=None):
+    import eval as evaluation  # here, not at the top: eval.py imports this module
+    from model import WeightsError
+    warmup = str(Path(__file__).resolve().parent / "assets" / "arith-warmup.pt")
+    p = argparse.ArgumentParser(description="Play the partner: you remark, the learner reacts.",
+                                epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=warmup, help="the learner (default: the shipped arith warm-up)")
+    p.add_argument("--vs", help="a second learner, side by side (out/sft/ckpt.pt beside out/saie/...)")
+    p.add_argument("--partner", default=warmup, help="who remarks on :partner (default: the shipped "
+                   "warm-up, the partner of saie.py's default run)")
+    p.add_argument("--task", default="arith", choices=data.TASKS)
+    p.add_argument("--data-dir", help="the task's local files (else downloaded)")
+    p.add_argument("--question", type=int, help="start on test question N (default: a random one)")
+    p.add_argument("--max-turn-tokens", type=int, help="longest turn (default 40 on arith, else 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="the learner's sampling (0: greedy)")
+    p.add_argument("--partner-temperature", type=float, default=1.0, help="the partner's (saie.py's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    args.max_turn_tokens = args.max_turn_tokens or (40 if args.task == "arith" else 256)
+    task = data.get_task(args.task)
+    tests = task.load(task.splits[-1], args.data_dir)
+    if args.question is not None and not 0 <= args.question < len(tests):
+        p.error(f"--question: the {task.name} test split has questions 0 to {len(tests) - 1}")
+    load = functools.lru_cache(maxsize=None)(lambda path: evaluation.load_model(path, args.device))
+    table, rng = Table(task, load, args), random.Random(args.seed)
+    sys.stdin.reconfigure(errors="replace")  # a byte that is not UTF-8 becomes a character, not a crash
+    if sys.stdin.isatty():
+        import readline  # noqa: F401 (line editing and history for input())
+    shown = [os.path.relpath(path) for path in (args.ckpt, args.vs) if path]
+    print(f"learner: {' beside '.join(shown)}\n{HELP}")
+    try:
+        table.start(tests[args.question] if args.question is not None else rng.choice(tests))
+        while (line := read("you> ")) is not None:
+            try:
+                if not take(table, line, tests, rng):
+                    break
+            except (data.DataError, WeightsError) as e:  # a bad :swap path ends nothing
+                print(f"error: {e}")
+    except KeyboardInterrupt:
+        print()
+        sys.exit(130)
+
+
+def read(prompt):
+    """A line from the terminal or a pipe (echoed then, as a terminal shows it); None at the end."""
+    try:
+        line = input(prompt)
+    except EOFError:
+        print()
+        return None
+    if not sys.stdin.isatty():
+        print(line)
+    return line.strip()
+
+
+def take(table, line, tests, rng):
+    """Act on one line the student typed; False on :quit."""
+    command, _, rest = line.partition(" ")
+    rest = rest.strip()
+    if not line:
+        pass
+    elif command in (":quit", ":q"):
+        return False
+    elif command == ":help":
+        print(HELP)
+    elif command == ":new":
+        if rest.isdigit() and int(rest) >= len(tests):
+            print(f"the test split has questions 0 to {len(tests) - 1}")
+        elif not rest or rest.isdigit():
+            table.start(tests[int(rest)] if rest else rng.choice(tests))
+        else:
+            table.note_unseen(rest)
+            table.start(data.Example(rest, rationale="", answer="", id="(yours)"))
+    elif command == ":partner":
+        if rest not in STANCES:
+            print("which stance? :partner support, or :partner oppose")
+        elif table.partner():
+            table.play(("partner", rest))
+    elif command == ":swap":
+        table.swap(rest or None)
+    elif command.startswith(":"):
+        print(f"no command {command}; :help lists them")
+    elif line.lower() == "agree":
+        table.play(("agree", None))
+    else:
+        text = typed_remark(line)
+        table.note_unseen(text)
+        table.play(("say", text))
+    return True
+
+
+def typed_remark(line):
+    """The remark a typed line stands for, written as the trained remarks are: a step per line (a typed
+    \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
+    if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
+        return OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
+    return re.sub(r"\s*####\s*", "\n#### ", line.replace("\\n", "\n"))
+
+
+if __name__ == "__main__":
+    from saie import cli
+    cli(play, "discuss.py")

@@ -399,10 +399,26 @@ def load_checkpoint(path):
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
-        raise WeightsError(f"{path}: not a readable checkpoint ({_one_line(e)})") from None
+        raise WeightsError(f"{path}: {_unreadable(path, e)}") from None
     if not isinstance(ck, dict) or ck.get("version") != 1 or not {"config", "model"} <= ck.keys():
         raise WeightsError(f"{path}: not a saie checkpoint of version 1")
     return ck
+
+
+def _unreadable(path, e):
+    """What a file torch.load refused is, in plain words (its own message speaks of mmap and pickles)."""
+    if isinstance(e, OSError):
+        return f"cannot read it ({e.strerror or _one_line(e)})"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "an empty file, not a checkpoint"
+    if head != b"PK\x03\x04":
+        return "not a checkpoint: torch.save writes a zip archive, and this file is not one"
+    if "Weights only" in str(e):
+        return ("a torch.save file that holds Python objects besides tensors, numbers, strings, lists and "
+                "dicts; not loaded, since loading those could run code")
+    return "a zip archive, but not a whole torch.save checkpoint (truncated, damaged, or another kind of zip)"
 
 
 def _one_line(e):

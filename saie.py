@@ -22,6 +22,7 @@ Several GPUs (each rank discusses its own shard of every batch):
 
 import argparse
 import copy
+import errno
 import itertools
 import json
 import math
@@ -39,7 +40,7 @@ import torch.distributed as dist
 import data
 import discuss
 import eval as evaluation
-from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+from model import GPT, GPTConfig, WeightsError, load_checkpoint, save_checkpoint
 
 # Defaults that depend on whether we train a tiny model from scratch (arith) or fine-tune
 # pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
@@ -128,6 +129,17 @@ def parse_args(argv=None):
     if args.dtype is None:
         args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     return args
+
+
+def unwritable(path):
+    """Why nothing can be written under path, or None: better said before hours of training than after."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {existing}"
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -354,6 +366,8 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     out = Path(args.out)
+    if rank == 0 and (why := unwritable(out)):
+        sys.exit(f"saie.py: error: --out {out}: {why}")
     if rank == 0 and out.exists() and any(out.glob("*/ckpt.pt")) and not args.resume:
         sys.exit(f"saie.py: error: {out} already holds checkpoints; pass --resume to continue them "
                  f"or choose another --out")
@@ -436,5 +450,39 @@ def report(args, model, tok, task, test_set, trained):
           f"checkpoints {out}/*/ckpt.pt")
 
 
+# -----------------------------------------------------------------------------
+# Entry point: an error raised on purpose (bad data or weights, a failed download, out of memory,
+# a folder that cannot be written) is one line for the user; anything else is a bug and keeps its
+# traceback. Whatever was written before it (checkpoints, transcripts, metrics) stays as it was.
+
+OUT_OF_MEMORY = ("lower --batch-size (raise --grad-accum to keep the batch size) or --max-turn-tokens; "
+                 "checkpoints already written stay, and --resume continues from them")
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
+
+
+def cli(main, prog=None):
+    """Run main() as a command: deliberate errors become `prog: error: ...` on stderr and exit 1."""
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        main()
+    except SystemExit as e:  # sys.exit("message") from deeper down gets the prefix too
+        if isinstance(e.code, str) and ": error: " not in e.code:
+            sys.exit(f"{prog}: error: {e.code}")
+        raise
+    except (data.DataError, WeightsError) as e:
+        sys.exit(f"{prog}: error: {e}")
+    except torch.OutOfMemoryError as e:
+        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
+        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
+        sys.exit(f"{prog}: error: out of memory ({what}); {OUT_OF_MEMORY}")
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename else f"{prog}: error: {e}")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    cli(main)

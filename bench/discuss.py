@@ -33,7 +33,7 @@ import torch
 import data
 import discuss
 from model import GPT, GPTConfig
-from saie import micro_step
+from saie import cli, micro_step
 
 from common import machine_name, our_config  # noqa: E402
 
@@ -116,4 +116,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench/discuss.py")

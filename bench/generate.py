@@ -17,6 +17,7 @@ import time
 import torch
 
 from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, ours_from, timed
+from saie import cli
 
 
 def main():
@@ -113,4 +114,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench/generate.py")

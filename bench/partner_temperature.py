@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data
 import discuss
 from model import GPT
+from saie import cli
 
 
 def main():
@@ -43,4 +44,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench/partner_temperature.py")

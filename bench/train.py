@@ -23,6 +23,7 @@ from contextlib import nullcontext
 import torch
 
 from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, our_model, sync
+from saie import cli
 
 DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 
@@ -96,8 +97,11 @@ def main():
     results = {}
     for impl in ("ours", "hf"):
         cmd = [sys.executable, __file__, "--impl", impl] + sys.argv[1:]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results[impl] = json.loads(out.strip().splitlines()[-1])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:  # the child's own words: one line for our errors, a traceback for a bug
+            sys.stderr.write(proc.stderr)
+            sys.exit(proc.returncode)
+        results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
     o, h = results["ours"], results["hf"]
     peak, source = peak_flops(args)
     print(f"# {args.shape} shape ({o['params'] / 1e6:.1f}M), batch {args.batch} x {args.seq}, {args.dtype} on"
@@ -112,4 +116,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "bench/train.py")

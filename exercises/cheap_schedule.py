@@ -11,6 +11,7 @@ and compare with the README's SFT and SAIE rows (or your own `python saie.py`).
 import sys
 
 from exercises import harness
+from saie import cli
 
 
 def cheap_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path, every):
@@ -31,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "exercises.cheap_schedule")

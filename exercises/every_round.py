@@ -12,6 +12,7 @@ compare accuracy by round with the default:
 import sys
 
 from exercises import harness
+from saie import cli
 
 
 def round_sequences(tok, tr, target):
@@ -36,4 +37,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "exercises.every_round")

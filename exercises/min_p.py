@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import model as M
+from saie import cli
 
 
 def min_p_filter(logits, min_p):
@@ -70,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "exercises.min_p")

@@ -38,4 +38,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    saie.cli(main, "exercises.own_turns")

@@ -68,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    saie.cli(main, "exercises.question_stance")

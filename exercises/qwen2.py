@@ -14,6 +14,7 @@ import time
 import torch
 
 from model import GPT
+from saie import cli
 
 
 def load_qwen2(path, dtype=torch.float32):
@@ -56,4 +57,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "exercises.qwen2")
