@@ -149,7 +149,11 @@ def check_links(text, where):
                 name = module
             if anchor:
                 problems.append(f"{where(n)}: link {m.group(0)} points at a line; link the name only")
-            obj = importlib.import_module(module)
+            try:
+                obj = importlib.import_module(module)
+            except ImportError as e:
+                problems.append(f"{where(n)}: link {m.group(0)}: {e}")
+                continue
             for part in ([] if name == module else name.removeprefix(module + ".").split(".")):
                 obj = getattr(obj, part, None)
             if obj is None:
@@ -175,14 +179,15 @@ def run_python(source, namespace, mode):
 
 
 def check_page(path, update=False):
-    """Run one page; return (problems, skipped, new page text or None)."""
+    """Run one page; return (problems, skipped blocks, the page rewritten or None). With update, the
+    outputs that differ are rewritten instead of reported."""
     text = path.read_text()
     lines, blocks = parse(text)
     namespace = {"__name__": "__docs__"}
     problems, skipped, edits = [], [], []  # edits: (first line, last line + 1, new lines)
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     where = lambda n: f"{name}:{n + 1}"
-    os.chdir(ROOT)
+    os.chdir(ROOT)  # the snippets use paths relative to the repository root
     problems += check_links(text, where)
     for b in blocks:
         if not runs(b):
@@ -191,71 +196,73 @@ def check_page(path, update=False):
         if need and not (ROOT / os.path.expandvars(os.path.expanduser(need))).exists():
             skipped.append(f"{where(b.start)}: needs {need}")
             continue
-        if b.lang != "python":  # a marked shell block
-            r = subprocess.run(["bash", "-c", "\n".join(b.lines)], cwd=ROOT, capture_output=False,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if r.returncode:
-                problems.append(f"{where(b.start)}: exit status {r.returncode}\n{r.stdout[-2000:]}")
-                break
-            compare_output(b, r.stdout, where, problems, edits)
-            continue
-        header, examples = session(b) if is_session(b) else (b.lines[:1], None)
-        source = "\n".join(ex[0] for ex in examples) if examples is not None else "\n".join(b.lines)
-        stated = continued(header[0] if header else None)
-        try:
-            missing = free_names(source) - (stated or set())
-        except SyntaxError as e:
-            problems.append(f"{where(b.start)}: not valid Python ({e}); mark it <!-- docs: skip: why -->")
-            break
-        if missing:
-            problems.append(f"{where(b.start)}: uses {', '.join(sorted(missing))} without defining them; "
-                            f"start the block with '# continues from ...: {', '.join(sorted(missing))}'")
-        unknown = sorted(n for n in (stated or ()) if n not in namespace)
-        if unknown:
-            problems.append(f"{where(b.start)}: continues with {', '.join(unknown)}, which no earlier block "
-                            "defines")
-        if examples is None:
-            printed, error = run_python(source, namespace, "exec")
-            if error:
-                problems.append(f"{where(b.start)}: raised\n{error}")
-                break
-            compare_output(b, printed, where, problems, edits)
-            continue
-        for src, want, at in examples:
-            printed, error = run_python(src, namespace, "single")
-            if error:
-                problems.append(f"{where(b.start + at)}: >>> {src.splitlines()[0]} raised\n{error}")
-                break
-            if b.markers.get("vary") == "":
-                continue
-            got, shown = masked(printed, b), masked("\n".join(want), b)
-            if got.split() != shown.split():
-                problems.append(f"{where(b.start + at)}: >>> {src.splitlines()[0]}\n  page: {shown!r}\n"
-                                f"  now:  {got!r}")
-                first = b.start + 1 + at
-                edits.append((first, first + len(want), printed.rstrip().split("\n") if printed.strip()
-                              else []))
+        if b.lang != "python":  # a shell block marked run
+            r = subprocess.run(["bash", "-c", "\n".join(b.lines)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+            error = f"exit status {r.returncode}\n{r.stdout[-2000:]}" if r.returncode else None
+            printed = r.stdout
         else:
-            continue
-        break
+            error, printed = run_python_block(b, namespace, where, problems, edits)
+        if error:  # later blocks would fail for want of what this one defines
+            problems.append(f"{where(b.start)}: {error}")
+            break
+        if printed is not None:
+            compare_output(b, printed, where, problems, edits)
     new = None
     if update and edits:
         for first, stop, new_lines in sorted(edits, reverse=True):
-            lines[first:stop] = [line.rstrip() for line in new_lines]
+            lines[first:stop] = new_lines
         new = "\n".join(lines)
+        problems = [p for p in problems if not p.endswith(OUTDATED)]
     return problems, skipped, new
 
 
+OUTDATED = "\n(python docs/run_snippets.py --update rewrites it)"
+
+
+def run_python_block(b, namespace, where, problems, edits):
+    """Check what the block says it continues from, then run it: a script as a whole (returns
+    (error, printed)), a >>> session prompt by prompt, comparing each output (returns (error, None))."""
+    header, examples = session(b) if is_session(b) else (b.lines[:1], None)
+    source = "\n".join(ex[0] for ex in examples) if examples is not None else "\n".join(b.lines)
+    stated = continued(header[0] if header else None) or set()
+    try:
+        missing = free_names(source) - stated
+    except SyntaxError as e:
+        return f"not valid Python ({e}); mark it <!-- docs: skip: why -->", None
+    if missing:
+        problems.append(f"{where(b.start)}: uses {', '.join(sorted(missing))} without defining them; "
+                        f"start the block with '# continues from ...: {', '.join(sorted(missing))}'")
+    unknown = sorted(n for n in stated if n not in namespace)
+    if unknown:
+        problems.append(f"{where(b.start)}: continues with {', '.join(unknown)}, which no earlier block defines")
+    if examples is None:
+        printed, error = run_python(source, namespace, "exec")
+        return (f"raised\n{error}" if error else None), printed
+    for src, want, at in examples:
+        printed, error = run_python(src, namespace, "single")
+        if error:
+            return f">>> {src.splitlines()[0]} (line {b.start + at}) raised\n{error}", None
+        got, shown = masked(printed, b), masked("\n".join(want), b)
+        if b.markers.get("vary") != "" and got.split() != shown.split():  # whitespace runs are equal
+            problems.append(f"{where(b.start + at)}: >>> {src.splitlines()[0]}\n  page: {shown!r}\n"
+                            f"  now:  {got!r}{OUTDATED}")
+            first = b.start + 1 + at
+            edits.append((first, first + len(want), [line.rstrip() for line in printed.rstrip().split("\n")]
+                          if printed.strip() else []))
+    return None, None
+
+
 def compare_output(b, printed, where, problems, edits):
+    """Compare a script's printed text with the output block under it (if any), masking what may vary."""
     if b.output is None or b.markers.get("vary") == "":
         return
     got, shown = masked(printed, b), masked("\n".join(b.output.lines), b)
     if got != shown:
-        diff = next(n for n, (x, y) in enumerate(itertools.zip_longest(got.split("\n"), shown.split("\n")))
-                    if x != y)
+        got, shown = got.split("\n"), shown.split("\n")
+        diff = next(n for n, (x, y) in enumerate(itertools.zip_longest(got, shown)) if x != y)
         problems.append(f"{where(b.output.start + 1 + diff)}: output differs from line {diff + 1} of the "
-                        f"block on\n  page: {shown.split(chr(10))[diff:diff + 3]}\n"
-                        f"  now:  {got.split(chr(10))[diff:diff + 3]}")
+                        f"block on\n  page: {shown[diff:diff + 3]}\n  now:  {got[diff:diff + 3]}{OUTDATED}")
         new = [line.rstrip() for line in printed.rstrip().split("\n")]
         if len(new) == len(b.output.lines):  # keep the page's lines that only differ where they may vary
             new = [old if masked(old, b) == masked(line, b) else line for old, line in zip(b.output.lines, new)]
@@ -276,8 +283,7 @@ def main(argv=None):
             print(f"skipped {s}")
         if new is not None:
             page.write_text(new)
-            print(f"{page}: rewrote {len(problems)} output(s); check the diff")
-            problems = [p for p in problems if "output differs" not in p and "\n  page:" not in p]
+            print(f"{page}: outputs rewritten; check the diff")
         for problem in problems:
             print(problem)
         failed |= bool(problems)
