@@ -19,7 +19,10 @@ from saie import cli
 def min_p_filter(logits, min_p):
     """logits (B, V) -> a new tensor of the same shape and dtype where every token whose probability
     (softmax of its row) is below min_p * (the row's highest probability) is -inf; the others keep their
-    logit. min_p = 0 keeps every token. The input is not modified."""
+    logit. min_p = 0 keeps every token. The input is not modified.
+    No renormalising step: model._sample takes the softmax of what this returns, which gives a -inf
+    logit probability 0 and shares the whole mass among the kept tokens. So return logits, not
+    probabilities, and -inf, not 0 (a logit of 0 is an ordinary token)."""
     raise NotImplementedError  # exercise 1
 
 
@@ -34,7 +37,7 @@ def min_p_sampling(min_p):
             return original(logits, temperature, top_k, top_p, gen)
         return original(min_p_filter(logits.float() / temperature, min_p), 1.0, top_k, top_p, gen)
 
-    M._sample = sample  # GPT._generate looks _sample up in model.py at every step
+    M._sample = sample  # generate looks _sample up in model.py at every step
     try:
         yield
     finally:

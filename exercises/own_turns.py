@@ -16,7 +16,9 @@ from exercises import harness
 def verified(task, ex, text):
     """True when `text` (an arith answer) is correct for `ex` by task.is_correct AND it has at least one
     step 'a op b = r' (data.STEP finds them) AND every step is true arithmetic (data._apply computes
-    a op b, or None when that is not a whole number in range)."""
+    a op b, or None when that is not a whole number in range). Whether a step may use a number that is
+    neither in the question nor an earlier result ('7 + 10 = 17') is yours to decide: the check accepts
+    both; rejecting it (grounding) is the extension in docs/exercises.md."""
     raise NotImplementedError  # exercise 2
 
 
