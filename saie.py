@@ -411,8 +411,11 @@ def report(args, model, tok, task, test_set, trained):
     for method, state in trained.items():
         model.load_state_dict(state)
         for mode in ("single", "self"):
+            t0 = time.time()
             r = evaluation.evaluate(model, tok, task, test_set, mode=mode, rounds=args.eval_rounds,
                                     max_new_tokens=args.max_turn_tokens, seed=args.seed)
+            print(f"eval {method} {mode}: {len(test_set)}/{len(test_set)} questions | accuracy "
+                  f"{r['accuracy']:.1%} | {time.time() - t0:.0f}s", flush=True)
             r["method"] = method
             evaluation.save(r, out / "eval" / f"{method}-{mode}")
             results.append(r)

@@ -1,4 +1,4 @@
-"""Why decoding on CPU stays far from its roofline, and why generation calls oneDNN (model.onednn_linears):
+"""Why decoding on CPU stays far from its roofline, and why generation calls oneDNN (model.cpu_decoding):
 the GPT-2 124M linear layers at decode sizes and at training sizes, fp32.
 
 For a few rows x (rows, in) and a weight W (out, in), ways to compute x @ W^T on CPU:

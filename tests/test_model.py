@@ -216,7 +216,7 @@ def test_loss_masking_and_row_weights():
     assert model.wte.weight.grad is not None
 
 
-def test_onednn_linears_serves_the_big_layers_inside_generate_only(monkeypatch):
+def test_cpu_decoding_runs_the_big_layers_on_onednn_inside_generate_only(monkeypatch):
     if torch.backends.mkldnn.is_available():
         assert M.ONEDNN_LINEAR is not None  # the fast path is live on this torch build
     real, calls = M.ONEDNN_LINEAR, []
@@ -227,7 +227,7 @@ def test_onednn_linears_serves_the_big_layers_inside_generate_only(monkeypatch):
     monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 32 * 128)  # the MLP's two layers, not attention's
     with torch.no_grad():
         plain = model(IDX)[0]
-        with M.onednn_linears(model):
+        with M.cpu_decoding(model):
             fast = model(IDX)[0]
         assert calls == [(128, 32), (32, 128)] * 2 and torch.allclose(fast, plain, atol=1e-5)
         model(IDX)  # outside the context: the default kernel again
@@ -241,11 +241,21 @@ def test_onednn_linears_serves_the_big_layers_inside_generate_only(monkeypatch):
     loss.backward()  # training never sees it
 
 
+def test_cpu_decoding_runs_a_small_model_on_one_thread(monkeypatch):
+    model, threads, seen = _tiny("gpt2"), torch.get_num_threads(), []
+    with M.cpu_decoding(model):
+        seen.append(torch.get_num_threads())
+    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 32 * 128)  # now it has big layers: threads unchanged
+    with M.cpu_decoding(model):
+        seen.append(torch.get_num_threads())
+    assert seen == [1, threads] and torch.get_num_threads() == threads
+
+
 def test_compiled_model_leaves_the_kernel_to_the_compiler(monkeypatch):
     """Inductor cannot lower oneDNN's op: under torch.compile, the layers must not call it."""
     monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 0)
     model = _tiny("gpt2")
-    with torch.no_grad(), M.onednn_linears(model):
+    with torch.no_grad(), M.cpu_decoding(model):
         assert torch.allclose(torch.compile(model.hidden)(IDX, torch.arange(24)[None]),
                               model.hidden(IDX, torch.arange(24)[None]), atol=1e-5)
 
