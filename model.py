@@ -316,9 +316,10 @@ class GPT(nn.Module):
                     n_done = int(done.sum())
                     if n_done == len(rows):
                         break
-                    if n_done >= max(1, len(rows) // 4):
-                        cache, rows, tok, done, pos, valid = drop_finished(done, cache, rows, tok,
-                                                                           done, pos, valid)
+                    if n_done >= max(1, len(rows) // 4):  # see drop_finished
+                        cache, rows, tok, pos, valid = drop_finished(
+                            done, cache, rows, tok, pos, valid)
+                        done = done.new_zeros(len(rows))  # the rows left are all live
                         padded = not bool(valid[:, 0].all())
             logits = self.decode_step(tok, P + t, cache, pos, valid if padded else None)
         return out.tolist()
@@ -382,7 +383,8 @@ def done_check_every(device):
 
 
 def drop_finished(done, cache, *tensors):
-    """Finished rows leave the batch and the KV cache, so that later steps cost less."""
+    """Finished rows leave the batch and the KV cache, so that later steps cost less. decode calls
+    it once a quarter of the rows are done, as each call copies the whole cache."""
     keep = (~done).nonzero().squeeze(1)
     return [(k[keep], v[keep]) for k, v in cache], *(x[keep] for x in tensors)
 

@@ -8,8 +8,11 @@ padding and time. The figures are means over --steps SAIE steps, after one untim
 
     python bench/saie_step.py
     python bench/saie_step.py --steps 5 --threads 2
+    python bench/saie_step.py --before                  # generation on all threads, as it ran before
+    python bench/saie_step.py --max-turn-tokens 20      # any other flag goes to saie.py's parser
 """
 import argparse
+import contextlib
 import copy
 import os
 import random
@@ -58,10 +61,14 @@ def main():
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     shared = ROOT.parent / "shared" / "data"
     p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
-    a = p.parse_args()
+    p.add_argument("--before", action="store_true", help="generate on every thread, without "
+                   "model.cpu_decoding's one thread for a small model")
+    a, rest = p.parse_known_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    args = saie.parse_args(["--data-dir", a.data_dir] if a.data_dir else [])
+    if a.before:
+        model_module.cpu_decoding = lambda model: contextlib.nullcontext()  # no big layers: all it did
+    args = saie.parse_args((["--data-dir", a.data_dir] if a.data_dir else []) + rest)
     torch.manual_seed(args.seed)
     task = data.get_task(args.task)
     train_set = task.load("train", args.data_dir)
@@ -76,14 +83,19 @@ def main():
 
     clock = Clock()
     live = defaultdict(int)  # decode steps by the number of rows still in the batch
+    late = [0]  # decode steps past a turn's 20th token
     generating = []
 
-    def step_kind(idx, *_, **__):
+    def step_kind(idx, pos, cache=None, start=0, *_, **__):
         if not generating:  # the update's forward
             return None
-        if idx.size(1) == 1:
-            live[idx.size(0)] += 1
-        return "prefill" if idx.size(1) > 1 else "decode"
+        if idx.size(1) > 1:
+            generating.append(idx.size(1))  # the prompts' length: where decoding starts
+            return "prefill"
+        live[idx.size(0)] += 1
+        if start - generating[-1] >= 20:  # this step feeds the 21st token of a turn or a later one
+            late[0] += 1
+        return "decode"
 
     for m in (learner, partner):
         clock.wrap(m, "hidden", step_kind)
@@ -98,6 +110,7 @@ def main():
     for step in range(a.steps + 1):
         if step == 1:  # the first step warms up: forget it
             clock.t.clear(), clock.n.clear(), live.clear(), part.clear()
+            late[0] = 0
         t0 = time.perf_counter()
         seqs, weights, _ = next(batches)
         t1 = time.perf_counter()
@@ -119,8 +132,8 @@ def main():
     k, t, n = a.steps, clock.t, clock.n
     per = {key: v / k for key, v in part.items()}
     print(f"# one SAIE step of the embedded default: {args.task}, batch {args.batch_size}, turns <= "
-          f"{args.max_turn_tokens} tokens; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"mean of {k} steps")
+          f"{args.max_turn_tokens} tokens; torch {torch.__version__}, {torch.get_num_threads()} threads"
+          f"{' (generation too: --before)' if a.before else ''}; mean of {k} steps")
     print(f"{'part':<40} {'ms/step':>8} {'share':>6}  note")
 
     def row(name, sec, note=""):
@@ -144,6 +157,7 @@ def main():
         f"{per['one padded batch']:.0f}), {per['supervised']:.0f} supervised")
     row("update: clip + AdamW", part["clip + AdamW"])
     row("total", part["total"])
+    print(f"# decode steps past a turn's 20th token: {late[0] / k:.1f} per SAIE step")
     print("# decode steps per SAIE step by rows live: "
           + ", ".join(f"{r}: {c / k:.1f}" for r, c in sorted(live.items(), reverse=True)))
 
