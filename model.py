@@ -2,7 +2,7 @@
 
 Read top to bottom: config, layers, the model (forward and its loss, batched KV-cache generation as
 small named steps), checkpoints, Hugging Face and Meta weights with a hand-written safetensors
-reader, and last, apart from the model, the CPU settings that make decoding fast.
+reader, and last, apart from the model, the CPU kernel choice that makes decoding fast.
 Runtime needs only torch; transformers/safetensors are used by the tests alone.
 
 Conventions worth knowing:
@@ -254,7 +254,7 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with cpu_decoding(self):  # CPU speed settings, at the bottom of this file
+            with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
                 out = self.decode(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
         finally:
             self.train(was_training)
@@ -714,18 +714,15 @@ def load_safetensors(path):
 
 
 # -----------------------------------------------------------------------------
-# CPU decoding speed, kept apart from the model: which kernel and how many threads. Neither changes
-# a result (the tests and the default run check it); generate() applies both through cpu_decoding.
+# CPU decoding speed, kept apart from the model: oneDNN for the big products. It changes no result;
+# generate() applies it through cpu_decoding.
 #
 # Decoding multiplies each weight by a few rows only (one per sequence), where torch's default fp32
 # CPU kernel (MKL) runs far below the machine's speed. oneDNN's kernel runs the same product on the
 # same weight tensor (no packed copy) about twice as fast on this project's CPU, for weights big
-# enough to repay its fixed cost per call (GPT-2's). It has no backward and gains little at training
-# sizes, so only generation uses it. `python bench/matmul.py` measures both kernels.
-#
-# A model whose weights are all below that size (the 1M-parameter arith model) decodes at the cost
-# of its many small ops, not of arithmetic: a second thread adds a hand-over per op and, on a busy
-# machine, waits for a core at each one. It decodes on one thread. `python bench/saie_step.py`.
+# enough to repay its fixed cost per call (GPT-2's, not the 1M-parameter arith model's). It has no
+# backward and gains little at training sizes, so only generation uses it. `python bench/matmul.py`
+# measures both kernels.
 
 def _onednn_linear():
     """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU
@@ -747,23 +744,18 @@ ONEDNN_MIN_WEIGHT = 2**19  # entries: below that, oneDNN's ~20 us per call costs
 
 @contextmanager
 def cpu_decoding(model):
-    """Inside this context, when the model is on CPU: its nn.Linear layers of ONEDNN_MIN_WEIGHT
-    weight entries or more compute through oneDNN (fp32), and a model without such layers runs on
-    one thread. Elsewhere nothing changes."""
+    """Inside this context, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more
+    compute through oneDNN when the model is fp32 on CPU; elsewhere nothing changes."""
     w = model.wte.weight
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    big = [m for m in linears if m.weight.numel() >= ONEDNN_MIN_WEIGHT]
-    cpu, threads = w.device.type == "cpu", torch.get_num_threads()
-    swap = big if cpu and ONEDNN_LINEAR is not None and w.dtype == torch.float32 else []
-    for m in swap:
+    on = ONEDNN_LINEAR is not None and w.device.type == "cpu" and w.dtype == torch.float32
+    big = [m for m in model.modules()
+           if on and isinstance(m, nn.Linear) and m.weight.numel() >= ONEDNN_MIN_WEIGHT]
+    for m in big:
         m.forward = _onednn_forward.__get__(m)
-    if cpu and not big:
-        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
-        for m in swap:
+        for m in big:
             del m.forward
 
 

@@ -241,16 +241,6 @@ def test_cpu_decoding_runs_the_big_layers_on_onednn_inside_generate_only(monkeyp
     loss.backward()  # training never sees it
 
 
-def test_cpu_decoding_runs_a_small_model_on_one_thread(monkeypatch):
-    model, threads, seen = _tiny("gpt2"), torch.get_num_threads(), []
-    with M.cpu_decoding(model):
-        seen.append(torch.get_num_threads())
-    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 32 * 128)  # now it has big layers: threads unchanged
-    with M.cpu_decoding(model):
-        seen.append(torch.get_num_threads())
-    assert seen == [1, threads] and torch.get_num_threads() == threads
-
-
 def test_compiled_model_leaves_the_kernel_to_the_compiler(monkeypatch):
     """Inductor cannot lower oneDNN's op: under torch.compile, the layers must not call it."""
     monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 0)
