@@ -1,18 +1,19 @@
 """Where one SAIE step of the embedded default spends its time.
 
-The default's shape exactly: the shipped warm-up (assets/arith-warmup.pt) as learner and frozen partner,
-task arith, batch 64, turns of up to 40 tokens, saie.py's own batches and update. Timed by wrapping the
-model's steps, so the numbers add up: per generate call the prefill, each decode step (and how many rows
-were still live), sampling, and the rest (Python and tensor bookkeeping); then the update's tokens,
-padding and time. The figures are means over --steps SAIE steps, after one untimed step.
+The default's shape exactly: the shipped warm-up (assets/arith-warmup.pt) as learner and frozen
+partner, task arith, batch 64, turns of up to 40 tokens, saie.py's own batches and update. Timed by
+wrapping the model's steps, so the parts add up: per generate call the prefill, each decode step
+(and how many rows were still live), sampling, and the rest (Python and tensor bookkeeping); then
+the update's tokens, padding and time. The figures are means over --steps SAIE steps after an
+untimed one.
 
     python bench/saie_step.py
     python bench/saie_step.py --steps 5 --threads 2
-    python bench/saie_step.py --before                  # generation on all threads, as it ran before
+    python bench/saie_step.py --spin                    # idle threads spin, as before saie.py set
+                                                        # OMP_WAIT_POLICY=PASSIVE
     python bench/saie_step.py --max-turn-tokens 20      # any other flag goes to saie.py's parser
 """
 import argparse
-import contextlib
 import copy
 import os
 import random
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 if (ROOT.parent / "shared" / "tiktoken_cache").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
+if "--spin" not in sys.argv:  # read when torch loads: the same as saie.py
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
@@ -56,18 +59,17 @@ class Clock:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3, help="timed SAIE steps (after one untimed)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     shared = ROOT.parent / "shared" / "data"
     p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
-    p.add_argument("--before", action="store_true", help="generate on every thread, without "
-                   "model.cpu_decoding's one thread for a small model")
+    p.add_argument("--spin", action="store_true", help="leave OMP_WAIT_POLICY to OpenMP's default "
+                   "(idle threads spin a while before they sleep)")
     a, rest = p.parse_known_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.before:
-        model_module.cpu_decoding = lambda model: contextlib.nullcontext()  # no big layers: all it did
     args = saie.parse_args((["--data-dir", a.data_dir] if a.data_dir else []) + rest)
     torch.manual_seed(args.seed)
     task = data.get_task(args.task)
@@ -122,18 +124,20 @@ def main():
         opt.step()
         opt.zero_grad(set_to_none=True)
         t4 = time.perf_counter()
-        ends = [int(r.nonzero().max()) + 1 for r in targets != -100]  # what each row needs (length_groups)
-        for key, v in (("discussion", t1 - t0), ("make_batch", t2 - t1), ("forward + backward", t3 - t2),
-                       ("clip + AdamW", t4 - t3), ("total", t4 - t0), ("rows", len(seqs)),
-                       ("positions run", n), ("positions needed", sum(ends)), ("one padded batch", idx.numel()),
+        ends = [int(r.nonzero().max()) + 1 for r in targets != -100]  # as in data.length_groups
+        for key, v in (("discussion", t1 - t0), ("make_batch", t2 - t1),
+                       ("forward + backward", t3 - t2), ("clip + AdamW", t4 - t3),
+                       ("total", t4 - t0), ("rows", len(seqs)), ("positions run", n),
+                       ("positions needed", sum(ends)), ("one padded batch", idx.numel()),
                        ("supervised", int((targets != -100).sum()))):
             part[key] += v
 
     k, t, n = a.steps, clock.t, clock.n
     per = {key: v / k for key, v in part.items()}
-    print(f"# one SAIE step of the embedded default: {args.task}, batch {args.batch_size}, turns <= "
-          f"{args.max_turn_tokens} tokens; torch {torch.__version__}, {torch.get_num_threads()} threads"
-          f"{' (generation too: --before)' if a.before else ''}; mean of {k} steps")
+    print(f"# one SAIE step of the embedded default: {args.task}, batch {args.batch_size}, turns "
+          f"<= {args.max_turn_tokens} tokens; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads"
+          f", OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}; mean of {k} steps")
     print(f"{'part':<40} {'ms/step':>8} {'share':>6}  note")
 
     def row(name, sec, note=""):
@@ -148,7 +152,8 @@ def main():
         f"{t['decode'] / n_dec * 1e3:.2f} ms each, {rows:.1f} rows live on average")
     row("  lm_head (prefill and decode)", t["lm_head"])
     row("  sampling", t["sampling"])
-    row("  rest of generate (Python, masks, rows)", rest, f"{rest / n_dec * 1e3:.2f} ms per decode step")
+    row("  rest of generate (Python, masks, rows)", rest,
+        f"{rest / n_dec * 1e3:.2f} ms per decode step")
     row("rendering, text, scoring", part["discussion"] - t["generate"])
     row("make_batch", part["make_batch"])
     row("update: forward + backward", part["forward + backward"],
