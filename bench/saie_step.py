@@ -28,6 +28,7 @@ if (ROOT.parent / "shared" / "tiktoken_cache").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
 if "--spin" not in sys.argv:  # read when torch loads: the same as saie.py
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "unset")  # importing saie below sets it, too late
 
 import torch
 
@@ -137,7 +138,7 @@ def main():
     print(f"# one SAIE step of the embedded default: {args.task}, batch {args.batch_size}, turns "
           f"<= {args.max_turn_tokens} tokens; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads"
-          f", OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}; mean of {k} steps")
+          f", OMP_WAIT_POLICY {WAIT_POLICY}; mean of {k} steps")
     print(f"{'part':<40} {'ms/step':>8} {'share':>6}  note")
 
     def row(name, sec, note=""):
