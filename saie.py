@@ -34,7 +34,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 # Idle OpenMP threads sleep rather than spin (read when torch loads): on a busy machine a spinning
-# thread holds the core its partner waits for, 3-7x slower steps on a shared 2-core machine.
+# thread holds the core its partner waits for (steps 4-18x slower on a shared 2-core machine).
 # Same threads, same work per thread: the same numbers.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
