@@ -1,21 +1,22 @@
 """One decoder-only transformer for two families: GPT-2 and Llama 3.x.
 
-Read top to bottom: config, layers, the model (forward, batched KV-cache generation), then weight loading
-(our checkpoints, Hugging Face and Meta directories, the hub) with a hand-written safetensors reader.
+Read top to bottom: config, layers, the model (forward and its loss, batched KV-cache generation as
+small named steps), checkpoints, Hugging Face and Meta weights with a hand-written safetensors
+reader, and last, apart from the model, the CPU kernel choice that makes decoding fast.
 Runtime needs only torch; transformers/safetensors are used by the tests alone.
 
 Conventions worth knowing:
-- RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are permuted
-  into it on load.
-- Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up are fused.
-- Every matrix product is a `Linear`: nn.Linear, except that without gradients on CPU (generation,
-  evaluation) it calls oneDNN's kernel for big weights, much faster than the default for few rows.
+- RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are
+  permuted into it on load.
+- Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up
+  are fused.
 """
 import json
 import math
 import mmap
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,10 +34,10 @@ class GPTConfig:
     n_head: int = 12
     n_kv_head: int | None = None    # llama grouped-query attention; None means n_head
     n_embd: int = 768
-    intermediate_size: int | None = None   # MLP width; None: 4*n_embd (gpt2), 8/3*n_embd rounded up to 64 (llama)
+    intermediate_size: int | None = None   # MLP width; None: 4*n_embd (gpt2), ~8/3*n_embd (llama)
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    rope_scaling: dict | None = None       # HF dict, e.g. {"rope_type": "llama3", "factor": 32, ...}
+    rope_scaling: dict | None = None       # HF's, e.g. {"rope_type": "llama3", "factor": 32, ...}
     tie_embeddings: bool = True
 
     def __post_init__(self):
@@ -46,29 +47,32 @@ class GPTConfig:
         if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
             raise ValueError("GPTConfig: n_embd must divide by n_head, and n_head by n_kv_head")
         if self.intermediate_size is None:
-            self.intermediate_size = 4 * self.n_embd if self.family == "gpt2" else 64 * math.ceil(8 * self.n_embd / 3 / 64)
+            self.intermediate_size = (4 * self.n_embd if self.family == "gpt2"
+                                      else 64 * math.ceil(8 * self.n_embd / 3 / 64))
 
 
 class WeightsError(ValueError):
     """Any problem with a weights file. The message is one line and names the file."""
 
 
-# ----------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Layers
 
 def rope_frequencies(cfg):
-    """Inverse frequencies of RoPE (head_dim/2 values), with Llama 3.1's long-context rescaling if configured."""
+    """Inverse frequencies of RoPE (head_dim/2 values), with Llama 3.1's long-context rescaling."""
     hd = cfg.n_embd // cfg.n_head
-    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd)
+    exponents = torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd
+    inv_freq = 1.0 / cfg.rope_theta ** exponents
     rs = cfg.rope_scaling
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":
-        # Long wavelengths are slowed down by `factor`, short ones kept, the band between interpolated.
+        # Long wavelengths are slowed down by `factor`, short ones kept, the band between blended.
         factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
         old_len = rs["original_max_position_embeddings"]
         wavelen = 2 * math.pi / inv_freq
         smooth = ((old_len / wavelen - low) / (high - low)).clamp(0, 1)
+        band = (1 - smooth) * inv_freq / factor + smooth * inv_freq
         inv_freq = torch.where(wavelen > old_len / low, inv_freq / factor,
-                               torch.where(wavelen < old_len / high, inv_freq, (1 - smooth) * inv_freq / factor + smooth * inv_freq))
+                               torch.where(wavelen < old_len / high, inv_freq, band))
     return inv_freq.float()
 
 
@@ -76,41 +80,6 @@ def apply_rope(x, cos, sin):
     """x: (B, H, T, hd); cos, sin: (B, 1, T, hd). Rotates the pairs (i, i + hd/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
-
-
-def _onednn_linear():
-    """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU backend
-    calls), or None where this torch build lacks it or cannot run it."""
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-
-        def linear(x, w, b=None):
-            return op(x, w, b, "none", [], "")  # no fused activation
-        linear(torch.ones(1, 2), torch.ones(3, 2))
-        return linear
-    except Exception:
-        return None
-
-
-ONEDNN_LINEAR = _onednn_linear()
-ONEDNN_MIN_WEIGHT = 2**19  # entries: below that oneDNN's ~20 us per call costs more than its faster kernel saves
-
-
-class Linear(nn.Linear):
-    """nn.Linear whose gradient-free fp32 CPU products go through oneDNN rather than torch's default (MKL).
-
-    Decoding multiplies each weight by a few rows only (one per sequence), where MKL's fp32 kernel runs far
-    below the machine's speed; oneDNN's runs the same product on the same weight tensor (no packed copy)
-    about twice as fast on this project's CPU, for weights big enough to repay its fixed cost per call
-    (GPT-2's, not the 1M-parameter arith model's). The op has no backward, and at training sizes it gains
-    little, not worth a hand-written backward: with gradients (and under torch.compile, which picks its own
-    kernels) this is plain nn.Linear. `python bench/matmul.py` measures both.
-    """
-    def forward(self, x):
-        if (ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled()
-                and self.weight.numel() >= ONEDNN_MIN_WEIGHT and not torch.compiler.is_compiling()):
-            return ONEDNN_LINEAR(x, self.weight, self.bias)
-        return super().forward(x)
 
 
 class RMSNorm(nn.Module):
@@ -126,10 +95,12 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.n_embd // cfg.n_head
+        self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head
+        self.head_dim = cfg.n_embd // cfg.n_head
         bias = cfg.family == "gpt2"
-        self.c_attn = Linear(cfg.n_embd, (cfg.n_head + 2 * cfg.n_kv_head) * self.head_dim, bias=bias)  # q, k, v
-        self.c_proj = Linear(cfg.n_embd, cfg.n_embd, bias=bias)
+        qkv = (cfg.n_head + 2 * cfg.n_kv_head) * self.head_dim
+        self.c_attn = nn.Linear(cfg.n_embd, qkv, bias=bias)  # q, k, v in one product
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=bias)
 
     def forward(self, x, rope=None, cache=None, start=0, mask=None):
         B, T, C = x.shape
@@ -138,16 +109,16 @@ class Attention(nn.Module):
         q, k, v = (t.view(B, T, -1, hd).transpose(1, 2) for t in (q, k, v))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None:  # write this step into the preallocated cache, attend to everything so far
+        if cache is not None:  # write this step into the preallocated cache, attend to all so far
             k_cache, v_cache = cache
             k_cache[:, :, start:start + T] = k
             v_cache[:, :, start:start + T] = v
             k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
-        # Multi-token steps only happen from position 0 (training, prefill), where is_causal is right.
-        # Grouped-query attention (nkv < nq): each k/v head serves nq/nkv query heads, and enable_gqa lets
-        # SDPA share them rather than us copying the whole cache nq/nkv times at every step.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           enable_gqa=nkv != nq)
+        # Multi-token steps only happen from position 0 (training, prefill): is_causal is right.
+        # Grouped-query attention (nkv < nq): each k/v head serves nq/nkv query heads; enable_gqa
+        # lets SDPA share them rather than us copying the whole cache nq/nkv times every step.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           is_causal=mask is None and T > 1, enable_gqa=nkv != nq)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -155,9 +126,9 @@ class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.gpt2 = cfg.family == "gpt2"
-        width = cfg.intermediate_size * (1 if self.gpt2 else 2)  # llama: gate and up projections fused
-        self.c_fc = Linear(cfg.n_embd, width, bias=self.gpt2)
-        self.c_proj = Linear(cfg.intermediate_size, cfg.n_embd, bias=self.gpt2)
+        width = cfg.intermediate_size * (1 if self.gpt2 else 2)  # llama: gate and up fused
+        self.c_fc = nn.Linear(cfg.n_embd, width, bias=self.gpt2)
+        self.c_proj = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=self.gpt2)
 
     def forward(self, x):
         if self.gpt2:
@@ -167,7 +138,9 @@ class MLP(nn.Module):
 
 
 def norm(cfg):
-    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps) if cfg.family == "gpt2" else RMSNorm(cfg.n_embd, cfg.norm_eps)
+    if cfg.family == "gpt2":
+        return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+    return RMSNorm(cfg.n_embd, cfg.norm_eps)
 
 
 class Block(nn.Module):
@@ -180,8 +153,17 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-# ----------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # The model
+
+def next_token_loss(logits, targets, weights=None):
+    """The loss SFT and SAIE train on: the cross-entropy of each supervised token's logits
+    (N, vocab) against its target (N,), weighted by its row's weight (N,; None: all 1), averaged
+    over the weights. No supervised token gives 0, not NaN."""
+    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    w = torch.ones_like(ce) if weights is None else weights.to(ce.dtype)
+    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+
 
 class GPT(nn.Module):
     def __init__(self, config):
@@ -192,14 +174,14 @@ class GPT(nn.Module):
         if config.family == "gpt2":
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
         else:
-            # Kept fp32 on purpose and out of state_dict/.to(dtype): bf16 angles drift at long positions.
+            # Kept fp32 and out of state_dict/.to(dtype): bf16 angles drift at long positions.
             self.inv_freq = rope_frequencies(config)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = norm(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._tie()
         self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init of the projections into the residual stream
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
@@ -234,29 +216,32 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx, targets=None, weights=None):
-        """Logits (B, T, vocab); with targets (B, T), also the loss: the mean cross-entropy over tokens whose
-        target is not -100, row b weighted by weights[b] when given. With targets, the vocabulary projection
-        runs on the supervised tokens only (prompts and remarks need no logits, and for a small model it is the
-        biggest matmul), so the logits returned are those tokens' rows, (N, vocab), in reading order."""
+        """Logits (B, T, vocab), and with targets (B, T) the loss of next_token_loss: targets of
+        -100 are not supervised, row b is weighted by weights[b] when given."""
         T = idx.size(1)
         if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+            raise ValueError(f"sequence of {T} tokens is longer than block_size "
+                             f"{self.config.block_size}")
         x = self.hidden(idx, torch.arange(T, device=idx.device)[None])
         if targets is None:
             return self.lm_head(x), None
+        # Unlike nanoGPT, for speed: the vocabulary projection (a small model's biggest matmul) runs
+        # at the supervised positions only, so these logits are theirs, (N, vocab) in reading order.
         keep = targets != -100
         logits = self.lm_head(x[keep])
-        ce = F.cross_entropy(logits.float(), targets[keep], reduction="none")
-        w = torch.ones_like(ce) if weights is None else weights[:, None].expand_as(targets)[keep].to(ce.dtype)
-        return logits, (ce * w).sum() / w.sum().clamp(min=1e-8)  # no supervised token: 0, not NaN
+        w = None if weights is None else weights[:, None].expand_as(targets)[keep]
+        return logits, next_token_loss(logits, targets[keep], w)
+
+    # Generation, gpt-fast style: prefill the prompts, then decode_step one token at a time.
 
     @torch.inference_mode()
-    def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None, seed=None):
-        """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, all rows in one batch.
+    def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None,
+                 seed=None):
+        """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, one batch.
 
-        Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is greedy.
-        Raises ValueError when the longest prompt + max_new_tokens exceeds block_size (no silent clamping).
-        Runs as in eval mode and leaves the train/eval mode as it was.
+        Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is
+        greedy. Raises ValueError when the longest prompt + max_new_tokens exceeds block_size (no
+        silent clamping). Runs as in eval mode and leaves the train/eval mode as it was.
         """
         if not prompts or max_new_tokens <= 0:
             return [[] for _ in prompts]
@@ -264,44 +249,62 @@ class GPT(nn.Module):
         if min(len(p) for p in prompts) == 0:
             raise ValueError("generate: every prompt needs at least one token")
         if P + max_new_tokens > self.config.block_size:
-            raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds block_size {self.config.block_size}")
+            raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) "
+                             f"exceeds block_size {self.config.block_size}")
         was_training = self.training
         self.eval()
         try:
-            out = self._generate(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
+            with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
+                out = self.decode(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
         finally:
             self.train(was_training)
         stop = stop or set()
-        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in out.tolist()]
+        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in out]
 
-    def _generate(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
+    def prefill(self, prompts, cache_len):
+        """The whole left-padded prompts in one pass, into a fresh KV cache of cache_len slots.
+
+        Left padding puts every row's last prompt token in slot P-1, so all rows share one cache
+        index. Returns the next-token logits (B, vocab), the cache, and for every slot its position
+        within its row and whether it holds a real token (both (B, cache_len))."""
         dev, cfg = self.wte.weight.device, self.config
         B, P = len(prompts), max(len(p) for p in prompts)
-        L = P + max_new_tokens - 1  # cache slots: the last sampled token is never fed back
-        # Left padding: every row's last prompt token sits in slot P-1, so all rows share one cache index.
         pad = torch.tensor([P - len(p) for p in prompts], device=dev)
         idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
-        slots = torch.arange(L, device=dev)
-        valid = slots >= pad[:, None]                  # (B, L): slot holds a real token of that row
-        pos = (slots - pad[:, None]).clamp(min=0)      # (B, L): position of the slot within its row
-        hd = cfg.n_embd // cfg.n_head
-        cache = [tuple(torch.empty(B, cfg.n_kv_head, L, hd, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
+        slots = torch.arange(cache_len, device=dev)
+        valid = slots >= pad[:, None]
+        pos = (slots - pad[:, None]).clamp(min=0)
+        shape = (B, cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
+        cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
                  for _ in range(cfg.n_layer)]
-        padded = P > min(len(p) for p in prompts)     # a mask only where padding exists
         mask = None
-        if padded:  # causal and no padding; a pad slot sees itself only, so no softmax row is empty (NaN)
+        if P > min(len(p) for p in prompts):  # causal, no padding; a pad slot sees itself (no NaN)
             causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
-            mask = ((causal & valid[:, None, :P]) | torch.eye(P, dtype=torch.bool, device=dev))[:, None]
-        x = self.hidden(idx, pos[:, :P], cache, 0, mask)  # prefill: the whole prompt in one pass
-        logits = self.lm_head(x[:, -1])
+            itself = torch.eye(P, dtype=torch.bool, device=dev)
+            mask = ((causal & valid[:, None, :P]) | itself)[:, None]
+        x = self.hidden(idx, pos[:, :P], cache, 0, mask)
+        return self.lm_head(x[:, -1]), cache, pos, valid
 
+    def decode_step(self, tok, slot, cache, pos, valid=None):
+        """Feed one token per row (B,) at cache slot `slot`; the next-token logits (B, vocab).
+        valid: the slots' validity (B, L) when some row is left-padded, else None (no mask)."""
+        mask = None if valid is None else valid[:, None, None, :slot + 1]
+        x = self.hidden(tok[:, None], pos[:, slot:slot + 1], cache, slot, mask)
+        return self.lm_head(x[:, -1])
+
+    def decode(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
+        """The loop: prefill, then sample a token and decode_step it until every row has stopped.
+        Returns the tokens (B, max_new_tokens) as lists; after a row's stop token, anything."""
+        dev, P = self.wte.weight.device, max(len(p) for p in prompts)
+        # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
+        logits, cache, pos, valid = self.prefill(prompts, P + max_new_tokens - 1)
+        padded = P > min(len(p) for p in prompts)
         gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
         stop_ids = torch.tensor(sorted(stop), device=dev) if stop else None
-        out = torch.zeros(B, max_new_tokens, dtype=torch.long, device=dev)
-        rows = torch.arange(B, device=dev)             # original row of each row still in the batch
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
-        # Reading `done` on the host is free on CPU but stalls a GPU queue: there, look every 8 steps.
-        check_every = 1 if dev.type == "cpu" else 8
+        out = torch.zeros(len(prompts), max_new_tokens, dtype=torch.long, device=dev)
+        rows = torch.arange(len(prompts), device=dev)  # original row of each row still in the batch
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
+        check_every = done_check_every(dev)
         for t in range(max_new_tokens):
             tok = _sample(logits, temperature, top_k, top_p, gen)
             out[rows, t] = tok
@@ -313,21 +316,19 @@ class GPT(nn.Module):
                     n_done = int(done.sum())
                     if n_done == len(rows):
                         break
-                    if n_done >= max(1, len(rows) // 4):  # drop finished rows: later steps cost less
-                        keep = (~done).nonzero().squeeze(1)
-                        rows, tok, done, valid, pos, pad = rows[keep], tok[keep], done[keep], valid[keep], pos[keep], pad[keep]
-                        cache = [(k[keep], v[keep]) for k, v in cache]
-                        padded = bool(pad.any())
-            s = P + t  # slot of the token being fed
-            mask = valid[:, None, None, :s + 1] if padded else None
-            logits = self.lm_head(self.hidden(tok[:, None], pos[:, s:s + 1], cache, s, mask)[:, -1])
-        return out.cpu()
+                    if n_done >= max(1, len(rows) // 4):  # see drop_finished
+                        cache, rows, tok, pos, valid = drop_finished(
+                            done, cache, rows, tok, pos, valid)
+                        done = done.new_zeros(len(rows))  # the rows left are all live
+                        padded = not bool(valid[:, 0].all())
+            logits = self.decode_step(tok, P + t, cache, pos, valid if padded else None)
+        return out.tolist()
 
     @classmethod
     def from_pretrained(cls, name_or_path, dtype=None, device=None):
-        """Our checkpoint (.pt), a Hugging Face dir (config.json + safetensors), a Meta dir (params.json +
-        consolidated.00.pth) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, meta-llama/...).
-        Default dtype: fp32 on CPU, bf16 on CUDA."""
+        """Our checkpoint (.pt), a Hugging Face dir (config.json + safetensors), a Meta dir
+        (params.json + consolidated.00.pth) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl,
+        meta-llama/...). Default dtype: fp32 on CPU, bf16 on CUDA."""
         device = torch.device(device or "cpu")
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -347,18 +348,20 @@ class GPT(nn.Module):
             elif (path / "config.json").is_file():
                 (config, sd), fmt = _read_hf(path), "hf"
             else:
-                raise WeightsError(f"{path}: has neither config.json (Hugging Face) nor params.json (Meta)")
+                raise WeightsError(f"{path}: has neither config.json (Hugging Face) "
+                                   f"nor params.json (Meta)")
             spec = "gpt2" if config.family == "gpt2" else str(path)
-        with torch.device("meta"):  # no memory, no random init: the loaded tensors are assigned below
+        with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
-        model.load_state_dict(_build_state_dict(model, sd, _weight_plan(model, fmt), path, dtype, device), assign=True)
+        state = _build_state_dict(model, sd, _weight_plan(model, fmt), path, dtype, device)
+        model.load_state_dict(state, assign=True)
         model._tie()
         model.tokenizer_spec = spec
         return model
 
 
 def _sample(logits, temperature, top_k, top_p, gen):
-    """Next token per row from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
+    """Next token per row from logits (B, V): greedy at temperature 0, else top-k / nucleus."""
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -374,15 +377,29 @@ def _sample(logits, temperature, top_k, top_p, gen):
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
-# ----------------------------------------------------------------------------------------------------------
+def done_check_every(device):
+    """Steps between host reads of the done flags: free on CPU, but a read stalls a GPU's queue."""
+    return 1 if device.type == "cpu" else 8
+
+
+def drop_finished(done, cache, *tensors):
+    """Finished rows leave the batch and the KV cache, so that later steps cost less. decode calls
+    it once a quarter of the rows are done, as each call copies the whole cache."""
+    keep = (~done).nonzero().squeeze(1)
+    return [(k[keep], v[keep]) for k, v in cache], *(x[keep] for x in tensors)
+
+
+# -----------------------------------------------------------------------------
 # Checkpoints
 
 def save_checkpoint(path, model, **extra):
     """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra} to path.
-    extra must hold plain containers and tensors (optimizer state, step, rng states) so weights_only loads it."""
-    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original's names
+    extra holds plain containers and tensors (optimizer state, step, rng states), which
+    weights_only loads."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original
     state = {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()}
-    obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec, "model": state, **extra}
+    obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
+           "model": state, **extra}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -426,28 +443,31 @@ def _one_line(e):
     return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
-# ----------------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------
 # Hugging Face and Meta weights
 
-HUB_ALIASES = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+HUB_ALIASES = {name: f"openai-community/{name}"
+               for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 
-# Llama tensors, ours <- (Hugging Face, Meta); several names are concatenated in this order (q, k, v / gate, up).
+# Llama tensors, ours <- (Hugging Face, Meta); several names are concatenated in this order.
 LLAMA_NAMES = [
     ("wte.weight", ["embed_tokens.weight"], ["tok_embeddings.weight"]),
     ("ln_f.weight", ["norm.weight"], ["norm.weight"]),
     ("lm_head.weight", ["lm_head.weight"], ["output.weight"]),
     ("ln_1.weight", ["input_layernorm.weight"], ["attention_norm.weight"]),
-    ("attn.c_attn.weight", ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
+    ("attn.c_attn.weight",
+     ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
      ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"]),
     ("attn.c_proj.weight", ["self_attn.o_proj.weight"], ["attention.wo.weight"]),
     ("ln_2.weight", ["post_attention_layernorm.weight"], ["ffn_norm.weight"]),
-    ("mlp.c_fc.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"], ["feed_forward.w1.weight", "feed_forward.w3.weight"]),
+    ("mlp.c_fc.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"],
+     ["feed_forward.w1.weight", "feed_forward.w3.weight"]),
     ("mlp.c_proj.weight", ["mlp.down_proj.weight"], ["feed_forward.w2.weight"]),
 ]
 
 
 def _weight_plan(model, fmt):
-    """Our parameter name -> the names of the file's tensors it is made of (fmt: "ours", "hf" or "meta")."""
+    """Our parameter name -> the names of the file's tensors it is made of (fmt: ours, hf, meta)."""
     config = model.config
     if fmt == "ours" or config.family == "gpt2":  # HF GPT-2 already uses our (nanoGPT's) names
         plan = {k: [k] for k in model.state_dict()}
@@ -466,13 +486,14 @@ def _weight_plan(model, fmt):
 
 
 def _read_hf(path):
-    """A Hugging Face directory: config.json + model.safetensors (or shards listed in model.safetensors.index.json)."""
+    """A Hugging Face directory: config.json + model.safetensors (or the shards that
+    model.safetensors.index.json lists)."""
     try:
         c = json.loads((path / "config.json").read_text())
         config = _hf_config(c)
     except (OSError, KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{path / 'config.json'}: {e}" if isinstance(e, WeightsError) else
-                           f"{path / 'config.json'}: not a usable config ({_one_line(e)})") from None
+        why = e if isinstance(e, WeightsError) else f"not a usable config ({_one_line(e)})"
+        raise WeightsError(f"{path / 'config.json'}: {why}") from None
     files = [path / "model.safetensors"]
     if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
         files = [path / f for f in _shards(index)]
@@ -481,7 +502,8 @@ def _read_hf(path):
         sd.update(load_safetensors(f))
     sd = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in sd.items()}
     if config.family == "gpt2":
-        sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # causal-mask buffers
+        masks = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+        sd = {k: v for k, v in sd.items() if not k.endswith(masks)}
         for k in sd:  # GPT-2's Conv1D stores (in, out); nn.Linear wants (out, in)
             if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
                 sd[k] = sd[k].t()
@@ -499,19 +521,24 @@ def _shards(index):
 
 def _hf_config(c):
     if c.get("model_type") == "gpt2":
-        return GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"],
-                         n_head=c["n_head"], n_embd=c["n_embd"], intermediate_size=c.get("n_inner"),
-                         norm_eps=c.get("layer_norm_epsilon", 1e-5), tie_embeddings=c.get("tie_word_embeddings", True))
+        return GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"],
+                         n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
+                         intermediate_size=c.get("n_inner"),
+                         norm_eps=c.get("layer_norm_epsilon", 1e-5),
+                         tie_embeddings=c.get("tie_word_embeddings", True))
     if c.get("model_type") != "llama":
         raise WeightsError(f"unsupported model_type {c.get('model_type')!r} (gpt2 and llama are)")
-    rope = c.get("rope_scaling") or c.get("rope_parameters") or {}  # transformers 5 writes rope_parameters
+    rope = c.get("rope_scaling") or c.get("rope_parameters") or {}  # transformers 5's name
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type not in ("default", "llama3"):
         raise WeightsError(f"unsupported rope type {rope_type!r}")
-    if c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]) * c["num_attention_heads"] != c["hidden_size"]:
+    heads = c["num_attention_heads"]
+    if c.get("head_dim", c["hidden_size"] // heads) * heads != c["hidden_size"]:
         raise WeightsError("head_dim * num_attention_heads != hidden_size is not supported")
-    keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    return GPTConfig(family="llama", vocab_size=c["vocab_size"], block_size=c["max_position_embeddings"],
+    keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
+            "original_max_position_embeddings")
+    return GPTConfig(family="llama", vocab_size=c["vocab_size"],
+                     block_size=c["max_position_embeddings"],
                      n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
                      n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
                      intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
@@ -524,35 +551,44 @@ def _read_meta(path):
     """Meta's own format: params.json + consolidated.00.pth (single-shard models, i.e. 1B-8B)."""
     try:
         p = json.loads((path / "params.json").read_text())
-        sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
+        sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True,
+                        mmap=True)
         dim, n_head = p["dim"], p["n_heads"]
         hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
         if p.get("ffn_dim_multiplier"):
             hidden = int(p["ffn_dim_multiplier"] * hidden)
         hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
-        # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, Llama 3.1 uses 8.
+        # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, 3.1 uses 8.
         scaling = p.get("rope_scaling")
         if scaling is None and p.get("use_scaled_rope"):
-            scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0, "low_freq_factor": 1.0,
-                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-        tied = "output.weight" not in sd or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"])
-        config = GPTConfig(family="llama", vocab_size=p["vocab_size"], n_layer=p["n_layers"], n_head=n_head,
-                           block_size=p.get("max_seq_len", 131072 if scaling else 8192), n_kv_head=p.get("n_kv_heads"),
+            scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0,
+                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 8192}
+        tied = ("output.weight" not in sd
+                or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"]))
+        config = GPTConfig(family="llama", vocab_size=p["vocab_size"], n_layer=p["n_layers"],
+                           n_head=n_head, n_kv_head=p.get("n_kv_heads"),
+                           block_size=p.get("max_seq_len", 131072 if scaling else 8192),
                            n_embd=dim, intermediate_size=hidden, norm_eps=p["norm_eps"],
-                           rope_theta=p.get("rope_theta", 10000.0), rope_scaling=scaling, tie_embeddings=tied)
+                           rope_theta=p.get("rope_theta", 10000.0), rope_scaling=scaling,
+                           tie_embeddings=tied)
     except Exception as e:
-        raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth ({_one_line(e)})") from None
+        raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth "
+                           f"({_one_line(e)})") from None
     hd = dim // n_head
-    for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k, head by head
-        for name, n in ((f"layers.{i}.attention.wq.weight", n_head), (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
+    for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k
+        for name, n in ((f"layers.{i}.attention.wq.weight", n_head),
+                        (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
             if name in sd and sd[name].shape[0] == n * hd:
                 sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
-    sd = {k: v for k, v in sd.items() if not k.startswith("rope.") and not (tied and k == "output.weight")}
+    sd = {k: v for k, v in sd.items()
+          if not k.startswith("rope.") and not (tied and k == "output.weight")}
     return config, sd
 
 
 def _build_state_dict(model, sd, plan, path, dtype, device):
-    """Our state_dict from the file's tensors; WeightsError naming every missing, unexpected or mis-shaped tensor."""
+    """Our state_dict from the file's tensors; a WeightsError names every missing, unexpected or
+    mis-shaped tensor."""
     def listing(names):
         names = sorted(names)
         return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
@@ -570,7 +606,8 @@ def _build_state_dict(model, sd, plan, path, dtype, device):
             if len({t.shape[1:] for t in ts}) > 1:
                 problems.append(f"mis-shaped tensors: {listing(names)}")
                 continue
-            out[ours] = (ts[0] if len(ts) == 1 else torch.cat(ts)).to(device=device, dtype=dtype).contiguous()
+            t = ts[0] if len(ts) == 1 else torch.cat(ts)
+            out[ours] = t.to(device=device, dtype=dtype).contiguous()
         if bad := [f"{k} {tuple(out[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
                    if k in out and out[k].shape != v.shape]:
             problems.append(f"mis-shaped tensors: {listing(bad)}")
@@ -580,18 +617,22 @@ def _build_state_dict(model, sd, plan, path, dtype, device):
 
 
 def _download(name):
-    """Fetch config.json and the safetensors of a hub repo into the local cache (data.hub_file); its dir."""
+    """Fetch config.json and the safetensors of a hub repo into the local cache (data.hub_file);
+    returns its directory."""
     repo = HUB_ALIASES.get(name, name)
     if repo.count("/") != 1:
-        raise WeightsError(f"{name}: not a file, a directory or a hub repo name (gpt2, gpt2-medium, meta-llama/...)")
+        raise WeightsError(f"{name}: not a file, a directory or a hub repo name "
+                           f"(gpt2, gpt2-medium, meta-llama/...)")
     from data import hub_file
 
     def fetch(filename):
         try:
             return Path(hub_file(repo, filename))
         except Exception as e:
-            raise WeightsError(f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a local "
-                               f"directory with config.json and model.safetensors (or params.json and consolidated.00.pth)") from None
+            raise WeightsError(
+                f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a "
+                f"local directory with config.json and model.safetensors (or params.json and "
+                f"consolidated.00.pth)") from None
 
     folder = fetch("config.json").parent
     try:
@@ -608,20 +649,21 @@ def _download(name):
     return folder
 
 
-# ----------------------------------------------------------------------------------------------------------
-# safetensors, read by hand: 8-byte little-endian header length, JSON header, raw little-endian bytes.
+# -----------------------------------------------------------------------------
+# safetensors, read by hand: 8-byte little-endian header length, JSON header, little-endian data.
 
 SAFETENSORS_DTYPES = {
     "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
-    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
-    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+    "F64": torch.float64, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
 MAX_HEADER = 100 * 2**20
 
 
 def load_safetensors(path):
-    """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises WeightsError."""
+    """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises
+    WeightsError."""
     def fail(msg):
         raise WeightsError(f"{path}: {msg}")
 
@@ -663,13 +705,15 @@ def load_safetensors(path):
             fail(f"{where}: unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             fail(f"{where}: shape {shape!r} is not a list of non-negative integers")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1] <= data_size):
             fail(f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
         dt = SAFETENSORS_DTYPES[dtype]
         nbytes = offsets[1] - offsets[0]
         if math.prod(shape) * dt.itemsize != nbytes:
-            fail(f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, not {nbytes}")
+            fail(f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, "
+                 f"not {nbytes}")
         spans.append((offsets[0], offsets[1], name))
         if nbytes == 0:
             out[name] = torch.empty(shape, dtype=dt)
@@ -683,3 +727,55 @@ def load_safetensors(path):
         if begin < end:
             fail(f"tensors {a!r} and {b!r} overlap")
     return out
+
+
+# -----------------------------------------------------------------------------
+# CPU decoding speed, kept apart from the model: oneDNN for the big products. It changes no result;
+# generate() applies it through cpu_decoding.
+#
+# Decoding multiplies each weight by a few rows only (one per sequence), where torch's default fp32
+# CPU kernel (MKL) runs far below the machine's speed. oneDNN's kernel runs the same product on the
+# same weight tensor (no packed copy) about twice as fast on this project's CPU, for weights big
+# enough to repay its fixed cost per call (GPT-2's, not the 1M-parameter arith model's). It has no
+# backward and gains little at training sizes, so only generation uses it. `python bench/matmul.py`
+# measures both kernels.
+
+def _onednn_linear():
+    """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU
+    backend calls), or None where this torch build lacks it or cannot run it."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+
+        def linear(x, w, b=None):
+            return op(x, w, b, "none", [], "")  # no fused activation
+        linear(torch.ones(1, 2), torch.ones(3, 2))
+        return linear
+    except Exception:
+        return None
+
+
+ONEDNN_LINEAR = _onednn_linear()
+ONEDNN_MIN_WEIGHT = 2**19  # entries: below that, oneDNN's ~20 us per call costs more than it saves
+
+
+@contextmanager
+def cpu_decoding(model):
+    """Inside this context, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more
+    compute through oneDNN when the model is fp32 on CPU; elsewhere nothing changes."""
+    w = model.wte.weight
+    on = ONEDNN_LINEAR is not None and w.device.type == "cpu" and w.dtype == torch.float32
+    big = [m for m in model.modules()
+           if on and isinstance(m, nn.Linear) and m.weight.numel() >= ONEDNN_MIN_WEIGHT]
+    for m in big:
+        m.forward = _onednn_forward.__get__(m)
+    try:
+        yield
+    finally:
+        for m in big:
+            del m.forward
+
+
+def _onednn_forward(self, x):
+    if torch.compiler.is_compiling():  # torch.compile picks its own kernels
+        return F.linear(x, self.weight, self.bias)
+    return ONEDNN_LINEAR(x, self.weight, self.bias)

@@ -34,8 +34,13 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
+# Idle OpenMP threads sleep rather than spin (read when torch loads): on a busy machine a spinning
+# thread holds the core its partner waits for (steps 4-18x slower on a shared 2-core machine).
+# Same threads, same work per thread: the same numbers.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
 
 import data
 import discuss
@@ -432,8 +437,11 @@ def report(args, model, tok, task, test_set, trained):
     for method, state in trained.items():
         model.load_state_dict(state)
         for mode in ("single", "self"):
+            t0 = time.time()
             r = evaluation.evaluate(model, tok, task, test_set, mode=mode, rounds=args.eval_rounds,
                                     max_new_tokens=args.max_turn_tokens, seed=args.seed)
+            print(f"eval {method} {mode}: {len(test_set)}/{len(test_set)} questions | accuracy "
+                  f"{r['accuracy']:.1%} | {time.time() - t0:.0f}s", flush=True)
             r["method"] = method
             evaluation.save(r, out / "eval" / f"{method}-{mode}")
             results.append(r)

@@ -84,7 +84,7 @@ def timed(fn, device):
 
 def measure_machine(device, dtype=torch.float32):
     """Copy bandwidth (GB/s, read + write) and matmul GFLOP/s in dtype, best of 4. On CPU the matmul rate is
-    the faster of torch's default kernel and the oneDNN one that model.Linear calls without gradients."""
+    the faster of torch's default kernel and the oneDNN one that generation calls (model.cpu_decoding)."""
     x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     bw = max(2 * x.numel() / timed(lambda: y.copy_(x), device) for _ in range(4)) / 1e9

@@ -1,10 +1,10 @@
-"""Why decoding on CPU stays far from its roofline, and why model.Linear calls oneDNN: the GPT-2 124M linear
-layers at decode sizes and at training sizes, fp32.
+"""Why decoding on CPU stays far from its roofline, and why generation calls oneDNN (model.cpu_decoding):
+the GPT-2 124M linear layers at decode sizes and at training sizes, fp32.
 
 For a few rows x (rows, in) and a weight W (out, in), ways to compute x @ W^T on CPU:
-  linear  F.linear, torch's default kernel (MKL), what HF runs and model.Linear runs with gradients;
+  linear  F.linear, torch's default kernel (MKL), what HF runs and our training runs;
   W x^T   the same product as (W @ x^T)^T, which MKL runs with a different kernel;
-  onednn  oneDNN's kernel on the same weight tensor, what model.Linear runs without gradients;
+  onednn  oneDNN's kernel on the same weight tensor, what our generate runs for big weights;
   packed  MKL's prepacked weights (torch.ops.mkl), the kernel torch.compile's CPU freezing uses; it needs a
           second, packed copy of every weight matrix, which this project does not want.
 Prints ms per call and each variant's speed relative to F.linear (> 1: faster). One layer's weights stay in

@@ -43,6 +43,13 @@ def test_discuss_bench_prints_the_overhead():
     assert re.search(r"tiny \| arith .* overhead SAIE/SFT [\d.]+x", out), out
 
 
+def test_saie_step_profile_adds_up():
+    out = bench("bench/saie_step.py", "--steps", "1", "--batch-size", "4", "--max-turn-tokens", "6")
+    shares = dict(re.findall(r"^(\S.*?) +[\d.]+ +(\d+)%", out, re.M))
+    assert shares["total"] == "100" and {"generation", "update: forward + backward"} <= shares.keys(), out
+    assert re.search(r"decode steps past a turn's 20th token: 0.0", out), out  # turns of 6 tokens
+
+
 def test_matmul_bench_compares_the_kernels():
     out = bench("bench/matmul.py", "--layers", "arith", "--rows", "2")
     rows = re.findall(r"^ +2 +(\S+) +[\d.]+ +[\d.]+ \([\d.]+x\) +[\d.]+ \([\d.]+x\)", out, re.M)

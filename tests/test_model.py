@@ -216,42 +216,38 @@ def test_loss_masking_and_row_weights():
     assert model.wte.weight.grad is not None
 
 
-def test_linear_runs_onednn_without_gradients_and_matches_nn_linear(monkeypatch):
+def test_cpu_decoding_runs_the_big_layers_on_onednn_inside_generate_only(monkeypatch):
     if torch.backends.mkldnn.is_available():
         assert M.ONEDNN_LINEAR is not None  # the fast path is live on this torch build
     real, calls = M.ONEDNN_LINEAR, []
-    if real is not None:
-        monkeypatch.setattr(M, "ONEDNN_LINEAR", lambda *a: calls.append(a[0].shape) or real(*a))
-    torch.manual_seed(0)
-    x = torch.randn(3, 5, 48)
+    if real is None:
+        pytest.skip("this torch build has no oneDNN linear kernel")
+    monkeypatch.setattr(M, "ONEDNN_LINEAR", lambda *a: calls.append(a[1].shape) or real(*a))
+    model = _tiny("gpt2")
+    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 32 * 128)  # the MLP's two layers, not attention's
     with torch.no_grad():
-        M.Linear(48, 80)(x)  # below ONEDNN_MIN_WEIGHT: the default kernel
-    assert calls == []
-    monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 48 * 80)
-    for bias in (True, False):
-        layer = M.Linear(48, 80, bias=bias)
-        y = layer(x)  # with gradients: nn.Linear's own path
-        with torch.no_grad():
-            fast = layer(x)
-        assert fast.shape == y.shape and torch.allclose(fast, y, atol=1e-5)
-        assert not fast.requires_grad
-        y.sum().backward()
-        assert layer.weight.grad is not None
-        with torch.no_grad():  # other dtypes keep nn.Linear's path
-            layer.double()(x.double())
-        layer.float()
-    assert calls == ([(3, 5, 48)] * 2 if real is not None else [])
+        plain = model(IDX)[0]
+        with M.cpu_decoding(model):
+            fast = model(IDX)[0]
+        assert calls == [(128, 32), (32, 128)] * 2 and torch.allclose(fast, plain, atol=1e-5)
+        model(IDX)  # outside the context: the default kernel again
+    assert len(calls) == 4
+    expected = model.generate(PROMPTS, 5)
+    assert len(calls) > 4  # generate uses it
     monkeypatch.setattr(M, "ONEDNN_LINEAR", None)  # a torch without the op: nn.Linear everywhere
-    with torch.no_grad():
-        assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert model.generate(PROMPTS, 5) == expected
+    model.train()
+    _, loss = model(IDX, IDX)
+    loss.backward()  # training never sees it
 
 
-def test_compiled_linear_leaves_the_kernel_to_the_compiler(monkeypatch):
-    """Inductor cannot lower oneDNN's op: under torch.compile, Linear must not call it."""
+def test_compiled_model_leaves_the_kernel_to_the_compiler(monkeypatch):
+    """Inductor cannot lower oneDNN's op: under torch.compile, the layers must not call it."""
     monkeypatch.setattr(M, "ONEDNN_MIN_WEIGHT", 0)
-    layer, x = M.Linear(64, 32), torch.randn(3, 64)
-    with torch.no_grad():
-        assert torch.allclose(torch.compile(layer)(x), layer(x), atol=1e-5)
+    model = _tiny("gpt2")
+    with torch.no_grad(), M.cpu_decoding(model):
+        assert torch.allclose(torch.compile(model.hidden)(IDX, torch.arange(24)[None]),
+                              model.hidden(IDX, torch.arange(24)[None]), atol=1e-5)
 
 
 def test_from_scratch_config_and_training_step():
