@@ -163,6 +163,22 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
     return trs
 
 
+class Remembering(Speaker):
+    """A greedy Speaker that reuses the turns it already generated for the same prompt (`memory`): a
+    discussion's first answer is the answer alone, so evaluating one model alone and in several
+    discussions generates it once. Only for the same weights and temperature 0."""
+
+    def __init__(self, *args, memory, **kw):
+        super().__init__(*args, **kw)
+        self.memory = memory
+
+    def generate(self, prompts, seed):
+        new = [p for p in dict.fromkeys(map(tuple, prompts)) if p not in self.memory]
+        if new:
+            self.memory.update(zip(new, super().generate([list(p) for p in new], seed)))
+        return [self.memory[tuple(p)] for p in prompts]
+
+
 def debate(speaker, task, examples, agents, rounds, seed=0):
     """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one call.
     From round 1 on, each agent is first shown the others' previous answers, under their agent numbers."""
@@ -184,7 +200,7 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
 def evaluate(model, tok, task, examples, mode="single", partner=None, partner_tok=None, rounds=1,
              stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
              max_new_tokens=256, batch_size=32, seed=0, log=None, partner_remarks=True,
-             partner_temperature=None):
+             partner_temperature=None, memory=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, and the discussion's dynamics.
 
     mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
@@ -192,6 +208,7 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
     partner_mode: overrides partner_mode_for(partner_tok, partner_remarks, stance).
     partner_temperature: the partner's sampling (default: HONEST_TEMPERATURE when honest, else temperature).
     batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
+    memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
     """
     task = data.get_task(task) if isinstance(task, str) else task
     if mode not in MODES:
@@ -203,7 +220,8 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         raise ValueError(f"mode {mode} needs rounds >= 1")
     if stance not in STANCE_RULES:
         raise ValueError(f"unknown stance {stance!r}: expected one of {', '.join(STANCE_RULES)}")
-    learner = Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature)
+    learner = (Remembering(model, tok, max_new_tokens, memory=memory) if memory is not None and temperature == 0
+               else Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature))
     partner_speaker = None
     if mode in ("self", "multi"):
         if mode == "self":

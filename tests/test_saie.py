@@ -40,8 +40,8 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     trs = (tmp_path / "saie" / "transcripts.jsonl").read_text().splitlines()
     assert len(trs) == 4 * 4 and all(json.loads(t)["turns"][1]["speaker"] == "partner" for t in trs)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert {(r["method"], r["mode"]) for r in results["results"]} == \
-        {(m, d) for m in ("warmup", "sft", "saie") for d in ("single", "self")}
+    assert {(r["method"], r["discussion"]) for r in results["results"]} == \
+        {(m, d) for m in ("warmup", "sft", "saie") for d in ("alone", "honest", "fixed", "forced")}
     assert (tmp_path / "report.html").stat().st_size > 1000
     # Both methods started from the same warm-up and took the same number of steps, yet differ.
     sft, saie_ = weights(tmp_path / "sft" / "ckpt.pt"), weights(tmp_path / "saie" / "ckpt.pt")
