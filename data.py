@@ -526,8 +526,8 @@ ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
 ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long multiplication)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}   # validation, test: distinct chains
-ARITH_HOLDOUT = {0: "test", 10: "validation"}   # chain hash mod 20 -> split; the other 18 are train's
+ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct chains
+ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18 are train's
 ARITH_SEED = 1234
 
 NAMES = {"Ann": "She", "Mia": "She", "Zoe": "She", "Lily": "She", "Emma": "She", "Sara": "She",
@@ -574,7 +574,7 @@ def arith_chain(steps):
 
 
 def arith_split(steps):
-    """'train', 'validation' or 'test', from a hash of the chain alone (start value, operations, operands).
+    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations, operands).
     Test and validation share what was test's one chain in 10, so train is the same as when there
     was no validation split (and so are the warm-up assets trained on it)."""
     h = int(hashlib.sha256(arith_chain(steps).encode()).hexdigest(), 16)
@@ -607,7 +607,7 @@ def _rationale(steps):
 def generate_arith(split, n, seed=ARITH_SEED):
     """n problems of one split, the same ones for the same seed. Validation and test keep the first
     problem of each chain, then are shuffled: chains with one operation are few (about 30 per split)
-    and all drawn early, so only the shuffle makes every prefix (--eval-limit) a sample of the whole."""
+    and all drawn early, so the shuffle makes every prefix (--eval-limit) a sample of the whole."""
     rng, problems, seen = random.Random(f"arith-{split}-{seed}"), [], set()
     while len(problems) < n:
         question, steps = arith_problem(rng)
@@ -617,8 +617,8 @@ def generate_arith(split, n, seed=ARITH_SEED):
         problems.append((question, steps))
     if split != "train":
         random.Random(f"arith-{split}-{seed}-order").shuffle(problems)
-    return tuple(Example(q, _rationale(steps), str(steps[-1][3]), id=f"{split}-{i}", n_ops=len(steps))
-                 for i, (q, steps) in enumerate(problems))
+    return tuple(Example(q, _rationale(steps), str(steps[-1][3]), id=f"{split}-{i}",
+                         n_ops=len(steps)) for i, (q, steps) in enumerate(problems))
 
 
 class Arith(NumberTask):
@@ -679,8 +679,8 @@ def load_splits(task, data_dir=None):
         return {"train": task.load("train"), "validation": task.load("validation"), "test": test}
     held = lambda ex: int(hashlib.sha256(ex.question.encode()).hexdigest(), 16) % VALIDATION_SHARE == 0
     train = task.load("train", data_dir)
-    return {"train": [ex for ex in train if not held(ex)], "validation": [ex for ex in train if held(ex)],
-            "test": test}
+    return {"train": [ex for ex in train if not held(ex)],
+            "validation": [ex for ex in train if held(ex)], "test": test}
 
 
 def load_task(name, split, data_dir=None):

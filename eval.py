@@ -18,21 +18,21 @@ Four modes (the paper's evaluation, item 5 of shared/paper.md):
           the final answer is the majority vote of the last round.
 How the partner chooses its stance (--stance):
 - honest: the partner answers the question on its own first (sampled), then each remark opens with
-          "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with its
-          own derivation. Nobody is told what to think: a discussion, as in Du et al.'s debate.
+          "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with
+          its own derivation. Nobody is told what to think: a discussion, as in Du et al.'s debate.
 - both / support / oppose (forced stance): the partner is told its stance, 50/50 with the seed for
           `both`. This is a stress test: how often a right answer survives opposition (kept) and a
           wrong one is fixed under support or opposition (fixed); its remarks follow the stance only
           as well as the partner learned the remark role (`alignment`).
-The partner remarks as it can (`partner_mode_for`): "trained" (our checkpoints learned the remark format
-in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner answers
-again after its own previous answer, no remark in between), or "honest" (any model: it only answers).
-Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds; round 0 = alone.
-An answer that does not parse is never correct. Every generate call is batched over questions.
-Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired table
-of --compare and saie.py's report. Figures that measure nothing are marked as such (`caveats`): ROUGE on
-arith (the gold rationale is fixed by the chain, so it restates accuracy) and debate by a model that never
-saw the debate format.
+The partner remarks as it can (`partner_mode_for`): "trained" (our checkpoints learned the remark
+format in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner
+answers again after its own previous answer, no remark in between), or "honest" (any model: it only
+answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
+round 0 = alone. An answer that does not parse is never correct. Every generate call is batched.
+Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired
+table of --compare and saie.py's report. Figures that measure nothing are marked as such (`caveats`):
+ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and debate by a
+model that never saw the debate format.
 """
 
 import argparse
@@ -49,11 +49,12 @@ from pathlib import Path
 
 import data
 from model import GPT, WeightsError, load_checkpoint
-from discuss import OPENER, Speaker, Transcript, Turn, add_turns, discuss, stance_alignment, stances_for
+from discuss import (OPENER, Speaker, Transcript, Turn, add_turns, discuss, stance_alignment,
+                     stances_for)
 
 MODES = ("single", "self", "multi", "debate")
 STANCE_RULES = ("honest", "both", "support", "oppose")
-HONEST_TEMPERATURE = 0.7   # the honest partner samples its own answer: a greedy copy would only ever agree
+HONEST_TEMPERATURE = 0.7   # the honest partner samples its answer: a greedy copy would always agree
 
 # -----------------------------------------------------------------------------
 # Statistics: confidence interval, majority vote, ROUGE
@@ -157,7 +158,8 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
         add_turns(trs, learner, "learner", task, seed=seed + 2 * r)
         for tr, text in zip(trs, own):
             answer = task.extract(text)
-            tr.stance = "support" if answer is not None and answer == tr.turns[-1].answer else "oppose"
+            agrees = answer is not None and answer == tr.turns[-1].answer
+            tr.stance = "support" if agrees else "oppose"
             tr.turns.append(Turn("partner", f"{OPENER[tr.stance]} {text}", answer, tr.stance))
     add_turns(trs, learner, "learner", task, seed=seed + 2 * rounds)
     return trs
@@ -206,7 +208,7 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
     mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
     stance: honest, or a forced stance (both | support | oppose); see the module's docstring.
     partner_mode: overrides partner_mode_for(partner_tok, partner_remarks, stance).
-    partner_temperature: the partner's sampling (default: HONEST_TEMPERATURE when honest, else temperature).
+    partner_temperature: the partner's sampling (default HONEST_TEMPERATURE if honest, else temperature).
     batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
     memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
     """
@@ -220,7 +222,8 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         raise ValueError(f"mode {mode} needs rounds >= 1")
     if stance not in STANCE_RULES:
         raise ValueError(f"unknown stance {stance!r}: expected one of {', '.join(STANCE_RULES)}")
-    learner = (Remembering(model, tok, max_new_tokens, memory=memory) if memory is not None and temperature == 0
+    learner = (Remembering(model, tok, max_new_tokens, memory=memory)
+               if memory is not None and temperature == 0
                else Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature))
     partner_speaker = None
     if mode in ("self", "multi"):
@@ -265,8 +268,8 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
                   partner_temperature=partner_temperature if partner_speaker else None)
     res = score(task, examples, groups, config)
     if mode == "debate" and not tok.chat:
-        res["caveats"].append("debate: this model was never shown the debate format (only chat models are "
-                              "asked in words), so the figure measures the format, not a finding")
+        res["caveats"].append("debate: this model was never shown the debate format (only chat models "
+                              "are asked in words), so the figure measures the format, not a finding")
     return res
 
 
@@ -306,10 +309,11 @@ def score(task, examples, groups, config):
         res.update(kept=_rate(sum(p["correct"][-1] for p in right0), len(right0)),
                    fixed=_rate(sum(p["correct"][-1] for p in wrong0), len(wrong0)),
                    changed=_rate(sum(p["changed"] for p in preds), n),
-                   after_vs_alone=mcnemar([p["correct"][-1] for p in preds], [p["correct"][0] for p in preds]))
+                   after_vs_alone=mcnemar([p["correct"][-1] for p in preds],
+                                          [p["correct"][0] for p in preds]))
     if config["stance"]:
         res.update(remark_stats(task, examples, groups))
-        if config["stance"] == "honest":  # the opener follows the answers: alignment holds by construction
+        if config["stance"] == "honest":  # the opener follows the answers: aligned by construction
             res.update(alignment=None, agreed=_rate(sum(p["stance"] == "support" for p in preds), n))
     notes = []
     if res["rouge"] and task.name == "arith":
@@ -419,7 +423,8 @@ def paired(a, b):
     right_b = {p["id"]: p["correct"][-1] for p in b["predictions"]}
     if sorted(right_b) != sorted(p["id"] for p in a["predictions"]):
         raise ValueError(f"{label(a)} and {label(b)} were not evaluated on the same questions")
-    return mcnemar([p["correct"][-1] for p in a["predictions"]], [right_b[p["id"]] for p in a["predictions"]])
+    return mcnemar([p["correct"][-1] for p in a["predictions"]],
+                   [right_b[p["id"]] for p in a["predictions"]])
 
 
 def paired_rows(pairs):
@@ -434,7 +439,8 @@ def paired_rows(pairs):
 
 def same_questions(results_list):
     """Every pair of results in the same mode and stance on the same questions (with predictions)."""
-    key = lambda r: (r["mode"], r.get("config", {}).get("stance"), sorted(p["id"] for p in r["predictions"]))
+    key = lambda r: (r["mode"], r.get("config", {}).get("stance"),
+                     sorted(p["id"] for p in r["predictions"]))
     rs = [r for r in results_list if r.get("predictions")]
     return [(a, b) for i, a in enumerate(rs) for b in rs[i + 1:] if key(a) == key(b)]
 
@@ -549,7 +555,8 @@ def _curves(curves):
     for i, (name, points) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
         line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
-        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="2.5" fill="{color}"></circle>' for k, a in points]
+        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="2.5" fill="{color}"></circle>'
+                for k, a in points]
         svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
                    f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
     return _chart(760, 265, 55, 485, y, svg)
@@ -581,8 +588,8 @@ def write_report(results_list, path, pairs=None, curves=None):
             f"<ul>{notes}</ul>" if notes else ""]
     if pairs:
         page += ["<h2>Paired comparisons</h2>", _table(PAIRED_COLUMNS, paired_rows(pairs)),
-                 "<p>The same questions, answer by answer: A − B in points, the questions only one of the two "
-                 "got right, McNemar's exact two-sided p.</p>"]
+                 "<p>The same questions, answer by answer: A − B in points, the questions only one "
+                 "of the two got right, McNemar's exact two-sided p.</p>"]
     page += [_bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list)]
     if curves:
         page += ["<h2>Learning curves</h2>", _curves(curves)]
@@ -644,7 +651,8 @@ def parse_args(argv=None):
             "rounds": ("self", "multi", "debate")}
     for flag, modes in only.items():
         if getattr(args, flag) is not None and args.mode not in modes:
-            p.error(f"--{flag.replace('_', '-')} has no meaning with --mode {args.mode} (only {', '.join(modes)})")
+            p.error(f"--{flag.replace('_', '-')} has no meaning with --mode {args.mode} "
+                    f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
     args.rounds = 1 if args.rounds is None else args.rounds
@@ -672,7 +680,8 @@ def main(argv=None):
         print(compare_table(results))
         pairs = same_questions(results)
         if pairs:
-            print("\npaired, on the same questions:\n" + _markdown([PAIRED_COLUMNS, ["---"] * 7] + paired_rows(pairs)))
+            rows = [PAIRED_COLUMNS, ["---"] * len(PAIRED_COLUMNS)] + paired_rows(pairs)
+            print("\npaired, on the same questions:\n" + _markdown(rows))
         for note in caveats(results):
             print(f"note: {note}")
         if args.out:
@@ -691,8 +700,9 @@ def main(argv=None):
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
     if args.mode == "multi" and partner_mode_for(partner_tok, remarks, args.stance) == "reflect":
-        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions nor was "
-                         f"trained to remark (no 'remarks' in its checkpoint); --stance honest needs neither")
+        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions nor "
+                         f"was trained to remark (no 'remarks' in its checkpoint); --stance honest "
+                         f"needs neither")
     results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner, partner_tok=partner_tok,
                        rounds=args.rounds, stance=args.stance, partner_remarks=remarks,
                        partner_temperature=args.partner_temperature,

@@ -49,10 +49,10 @@ from model import GPT, GPTConfig, WeightsError, load_checkpoint, save_checkpoint
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 # The discussions at evaluation: name -> (who the partner is, how it takes its stance); see eval.py.
 DISCUSSIONS = {
-    "honest": ("self", "honest"),        # a copy of the model answers on its own, then agrees or not
-    "fixed": ("fixed", "honest"),        # the same with one partner for every learner: the same remarks
-    "forced": ("self", "both"),          # a copy told to support or oppose, 50/50: a stress test
-    "fixed-forced": ("fixed", "both"),   # the fixed partner told its stance (its remarks learned in warm-up)
+    "honest": ("self", "honest"),       # a copy of the model answers on its own, then agrees or not
+    "fixed": ("fixed", "honest"),       # the same, one partner for every learner: the same remarks
+    "forced": ("self", "both"),         # a copy told to support or oppose, 50/50: a stress test
+    "fixed-forced": ("fixed", "both"),  # the fixed partner told its stance (learned in warm-up)
 }
 DEFAULT_DISCUSSIONS = ("honest", "fixed", "forced")
 PRESETS = {
@@ -94,8 +94,8 @@ def parse_args(argv=None):
     # warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2, help="share of the train split for warm-up")
     p.add_argument("--warmup-steps", type=int, default=None, help="0 when --init is already warmed up")
-    p.add_argument("--warmup-seed", type=int, default=None, help="seed of the warm-up's initial weights "
-                   "and data order (default --seed), so seeds can vary the warm-up too")
+    p.add_argument("--warmup-seed", type=int, default=None, help="seed of the warm-up's initial "
+                   "weights and data order (default --seed), so seeds can vary the warm-up too")
     # optimization
     p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
     p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
@@ -107,21 +107,22 @@ def parse_args(argv=None):
     p.add_argument("--grad-clip", type=float, default=1.0)
     # evaluation
     p.add_argument("--eval-split", default="test", choices=["validation", "test"],
-                   help="where the final evaluation is measured: choose every setting on validation, "
-                   "and use test once, for the final table")
+                   help="where the final evaluation is measured: choose every setting on "
+                   "validation, and use test once, for the final table")
     p.add_argument("--eval-limit", type=int, default=None, help="questions evaluated at the end "
                    "(arith: each a distinct chain; validation holds 1,000, test 2,000)")
-    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of each discussion at evaluation")
-    p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS), choices=list(DISCUSSIONS),
-                   help="discussions evaluated besides alone: honest (a copy of the model answers on its own, "
-                   "then agrees or not), fixed (the same, with --eval-partner), forced (a copy told to "
-                   "support or oppose, 50/50: a stress test); fixed-forced (--eval-partner, forced)")
-    p.add_argument("--eval-partner", default=None, help="the fixed partner of every learner at evaluation "
-                   "(name, dir or checkpoint; default: the warm-up model)")
-    p.add_argument("--eval-every", type=int, default=0, help="learning curves: every N optimizer steps of "
-                   "each phase, accuracy on --curve-limit validation questions, alone and in honest "
-                   "self-discussion, logged in metrics.jsonl and drawn in report.html (0: never)")
-    p.add_argument("--curve-limit", type=int, default=200, help="validation questions per curve point")
+    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of each discussion at the end")
+    p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS),
+                   choices=list(DISCUSSIONS), help="discussions evaluated besides alone: honest (a "
+                   "copy of the model answers on its own, then agrees or not), fixed (the same with "
+                   "--eval-partner), forced (a copy told to support or oppose, 50/50: a stress test), "
+                   "fixed-forced (--eval-partner, told its stance)")
+    p.add_argument("--eval-partner", default=None, help="the fixed partner of every learner at "
+                   "evaluation (name, dir or checkpoint; default: the warm-up model)")
+    p.add_argument("--eval-every", type=int, default=0, help="learning curves: every N optimizer "
+                   "steps of each phase, accuracy on --curve-limit validation questions, alone and in "
+                   "honest self-discussion, logged in metrics.jsonl and drawn in report.html (0: never)")
+    p.add_argument("--curve-limit", type=int, default=200, help="validation questions per point")
     # system
     p.add_argument("--out", default="out")
     p.add_argument("--seed", type=int, default=1337)
@@ -141,8 +142,8 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
     if args.warmup_seed is not None and args.warmup_steps == 0:
-        p.error("--warmup-seed seeds a warm-up, and this run has none (--warmup-steps 0 or the shipped "
-                "warm-up); pass --init scratch to warm up from scratch")
+        p.error("--warmup-seed seeds a warm-up, and this run has none (--warmup-steps 0 or the "
+                "shipped warm-up); pass --init scratch to warm up from scratch")
     args.warmup_seed = args.seed if args.warmup_seed is None else args.warmup_seed
     if args.method == "sft" and (args.stance or args.rounds is not None or args.partner):
         p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
@@ -150,8 +151,8 @@ def parse_args(argv=None):
     args.rounds = 1 if args.rounds is None else args.rounds
     if args.warmup_steps < 0 or (args.method == "warmup" and args.warmup_steps < 1):
         p.error("--warmup-steps must be at least 1 for --method warmup, and never negative")
-    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens",
-                 "eval_limit", "eval_rounds", "log_every", "ckpt_every", "block_size", "curve_limit"):
+    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens", "eval_limit",
+                 "eval_rounds", "log_every", "ckpt_every", "block_size", "curve_limit"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.eval_every < 0:
@@ -189,8 +190,9 @@ def log(rank, *msg):
 
 def question_batches(examples, args, rank, world, start, seed=None):
     """(micro-batch number, this rank's questions), from micro-batch `start` on. The index stream is
-    deterministic (seed: default --seed), so resuming skips what was consumed without generating anything."""
-    stream = data.iterate_batches(len(examples), args.batch_size, args.seed if seed is None else seed, rank, world)
+    deterministic (seed: default --seed), so resuming skips what was consumed without generating."""
+    seed = args.seed if seed is None else seed
+    stream = data.iterate_batches(len(examples), args.batch_size, seed, rank, world)
     for i, idx in itertools.islice(enumerate(stream), start, None):
         yield i, [examples[j] for j in idx]
 
@@ -284,7 +286,7 @@ def trim_jsonl(path, last_step):
 
 def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curve=None):
     """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model.
-    curve(model) -> {name: value}: a learning-curve point, every --eval-every steps and at the end."""
+    curve(model) -> {name: value}: a learning-curve point every --eval-every steps and at the end."""
     out = Path(args.out) / phase
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr
@@ -338,14 +340,14 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
             opt.zero_grad(set_to_none=True)
             done = step + 1
             point = {}
-            if curve and rank == 0 and args.eval_every and (done % args.eval_every == 0 or done == steps):
+            if curve and rank == 0 and (done % args.eval_every == 0 or done == steps):
                 point = curve(model)
                 log(rank, f"{phase} step {done:5d}/{steps} | validation: "
                           + " | ".join(f"{k} {v:.1%}" for k, v in point.items()))
             if rank == 0:
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"], **stats,
-                                        **point}) + "\n")
+                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"],
+                                        **stats, **point}) + "\n")
             if done % args.log_every == 0 or done == steps:
                 dt = time.time() - t0
                 eta = dt / (done - start) * (steps - done)
@@ -383,11 +385,12 @@ def build_model(args):
 
 
 def validation_curve(tok, task, examples, args):
-    """A learning-curve point: accuracy on a validation slice alone and after an honest self-discussion
-    (one evaluation: the learner's first, greedy answer is its answer alone)."""
+    """A learning-curve point: accuracy on a validation slice alone and after an honest
+    self-discussion (one evaluation: the learner's first, greedy answer is its answer alone)."""
     def point(model):
-        r = evaluation.evaluate(model, tok, task, examples, mode="self", stance="honest", rounds=args.eval_rounds,
-                                max_new_tokens=args.max_turn_tokens, seed=args.seed)
+        r = evaluation.evaluate(model, tok, task, examples, mode="self", stance="honest",
+                                rounds=args.eval_rounds, max_new_tokens=args.max_turn_tokens,
+                                seed=args.seed)
         return {"val_alone": r["per_round"][0]["accuracy"], "val_honest": r["accuracy"]}
     return point
 
@@ -395,7 +398,7 @@ def validation_curve(tok, task, examples, args):
 def main(argv=None):
     args = parse_args(argv)
     rank, world = setup_distributed(args)
-    torch.manual_seed(args.warmup_seed)  # the warm-up's initial weights (the only use of torch's global RNG)
+    torch.manual_seed(args.warmup_seed)  # the warm-up's initial weights: torch's global RNG's only use
     random.seed(args.seed)
     out = Path(args.out)
     if rank == 0 and out.exists() and any(out.glob("*/ckpt.pt")) and not args.resume:
@@ -416,13 +419,15 @@ def main(argv=None):
     model.to(args.device)
     # A model that cannot be told its stance learns the remark role in warm-up.
     remarks = evaluation.partner_mode_for(tok, remarks=False) == "reflect"
-    curve = validation_curve(tok, task, splits["validation"][: args.curve_limit], args) if args.eval_every else None
+    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args) if args.eval_every
+             else None)
     log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
               f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
               f"parameters on {args.device} x{world}")
-    model = train("warmup", model, lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks,
-                                                         args.warmup_seed),
-                  args.warmup_steps, tok, args, rank, world, {"remarks": remarks}, curve)
+    warm_batches = lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks,
+                                         args.warmup_seed)
+    model = train("warmup", model, warm_batches, args.warmup_steps, tok, args, rank, world,
+                  {"remarks": remarks}, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
@@ -461,7 +466,7 @@ def main(argv=None):
 
 
 def fixed_partner(args, model, trained, remarks):
-    """The partner of the fixed-partner discussions: --eval-partner, or a frozen copy of the warm-up."""
+    """The partner of the fixed-partner discussions: --eval-partner, or a copy of the warm-up."""
     if args.eval_partner:
         try:
             return evaluation.load_model(args.eval_partner, args.device)
@@ -473,8 +478,8 @@ def fixed_partner(args, model, trained, remarks):
 
 
 def report(args, model, tok, task, examples, trained, remarks):
-    """Evaluate each trained learner alone and in the discussions of --discussions, on the same questions;
-    compare the learners pairwise (McNemar); print a table, write results.json and report.html."""
+    """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
+    the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
     fixed = fixed_partner(args, model, trained, remarks) if any(
         DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
@@ -484,21 +489,24 @@ def report(args, model, tok, task, examples, trained, remarks):
         runs = {"alone": dict(mode="single")}
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
-            partner, partner_tok, partner_remarks = fixed if who == "fixed" else (None, None, remarks)
-            runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance, rounds=args.eval_rounds,
-                              partner=partner, partner_tok=partner_tok, partner_remarks=partner_remarks)
+            itself = (None, None, remarks)  # mode self: the learner's own copy
+            partner, partner_tok, partner_remarks = fixed if who == "fixed" else itself
+            runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
+                              rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
+                              partner_remarks=partner_remarks)
         for name, kw in runs.items():
             r = evaluation.evaluate(model, tok, task, examples, max_new_tokens=args.max_turn_tokens,
                                     seed=args.seed, memory=memory, **kw)
             r.update(method=method, discussion=name)
-            r["config"].update(split=args.eval_split, partner=args.eval_partner or "warm-up" if
-                               kw.get("partner") is not None else None)
+            fixed_by = (args.eval_partner or "warm-up") if kw.get("partner") is not None else None
+            r["config"].update(split=args.eval_split, partner=fixed_by)
             evaluation.save(r, out / "eval" / f"{method}-{name}")
             results.append(r)
     find = {(r["method"], r["discussion"]): r for r in results}
     shown = ["alone"] + [d for d in ("honest", "fixed") if d in args.discussions]
     partner_name = args.eval_partner or "the warm-up"
-    heads = {"alone": "alone (95% CI)", "honest": "honest self-discussion: alone → after (kept, fixed)",
+    heads = {"alone": "alone (95% CI)",
+             "honest": "honest self-discussion: alone → after (kept, fixed)",
              "fixed": f"fixed partner, {partner_name}: alone → after (kept, fixed)"}
 
     def cell(r):
@@ -507,30 +515,32 @@ def report(args, model, tok, task, examples, trained, remarks):
             return f"{pct(r['accuracy'])}% ({pct(r['ci95'][0])}–{pct(r['ci95'][1])})"
         return (f"{pct(r['per_round'][0]['accuracy'])} → {pct(r['accuracy'])} "
                 f"({pct(r['kept'])}, {pct(r['fixed'])})")
-    print(f"\n{len(examples)} {args.eval_split} questions, greedy; {args.eval_rounds} discussion round(s)")
+    print(f"\n{len(examples)} {args.eval_split} questions, greedy; {args.eval_rounds} round(s)")
     print("| method | " + " | ".join(heads[d] for d in shown) + " |")
     print("|---" * (len(shown) + 1) + "|")
     for method in trained:
         print(f"| {method} | " + " | ".join(cell(find[method, d]) for d in shown) + " |")
 
-    # Paired: every later learner against every earlier one, in each evaluation, on the same questions.
+    # Paired: each later learner against each earlier one, in every evaluation, same questions.
     names = ["alone", *args.discussions]
     pairs = [(find[b, d], find[a, d]) for d in names for a, b in itertools.combinations(trained, 2)]
-    paired = [dict(a=a["method"], b=b["method"], discussion=a["discussion"], **evaluation.paired(a, b))
-              for a, b in pairs]
+    paired = [dict(a=a["method"], b=b["method"], discussion=a["discussion"],
+                   **evaluation.paired(a, b)) for a, b in pairs]
     if len(trained) > 1:
-        print(f"\npaired on the same questions: A − B in points (McNemar's exact p)")
+        print("\npaired on the same questions: A − B in points (McNemar's exact p)")
         print("| A − B | " + " | ".join(names) + " |")
         print("|---" * (len(names) + 1) + "|")
         for a, b in itertools.combinations(trained, 2):
-            row = [next(p for p in paired if (p["a"], p["b"], p["discussion"]) == (b, a, d)) for d in names]
-            print(f"| {b} − {a} | " + " | ".join(f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})"
-                                                  for p in row) + " |")
+            row = [next(p for p in paired if (p["a"], p["b"], p["discussion"]) == (b, a, d))
+                   for d in names]
+            print(f"| {b} − {a} | " + " | ".join(
+                f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in row) + " |")
     for note in evaluation.caveats(results):
         print(f"note: {note}")
     evaluation.write_json(out / "results.json", {"args": vars(args), "paired": paired, "results": [
         {k: v for k, v in r.items() if k != "predictions"} for r in results]})
-    evaluation.write_report(results, out / "report.html", pairs=pairs, curves=learning_curves(out, trained))
+    evaluation.write_report(results, out / "report.html", pairs=pairs,
+                            curves=learning_curves(out, trained))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.html'}, {out}/eval/*/predictions.jsonl, "
           f"checkpoints {out}/*/ckpt.pt")
 
@@ -540,7 +550,8 @@ def learning_curves(out, phases):
     curves = {}
     for phase in phases:
         path = out / phase / "metrics.jsonl"
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows = [json.loads(line) for line in lines if line]
         for key, name in (("val_alone", "alone"), ("val_honest", "honest")):
             points = [(row["step"] + 1, row[key]) for row in rows if key in row]
             if points:

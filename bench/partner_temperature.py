@@ -33,9 +33,9 @@ def main():
     examples = data.load_splits(task)["validation"][: args.n]
     stances = discuss.stances_for(len(examples), "both", random.Random(0))
     learner = discuss.Speaker(model, tok, 40, temperature=0.7)  # as in training
-    print(f"{args.model}: {len(examples)} {args.task} validation questions, learner at temperature 0.7")
+    print(f"{args.model}: {len(examples)} validation questions, learner at temperature 0.7")
     for t in args.temperatures:
-        partner = discuss.Speaker(model, tok, 40, temperature=t)  # the partner's Speaker, as in discuss.discuss
+        partner = discuss.Speaker(model, tok, 40, temperature=t)
         trs = discuss.discuss(learner, partner, task, examples, stances, rounds=1, seed=1)
         by = {s: discuss.stance_alignment([tr for tr in trs if tr.stance == s]) for s in discuss.STANCES}
         right = sum(task.is_correct(tr.turns[1].text, ex) for tr, ex in zip(trs, examples)) / len(examples)

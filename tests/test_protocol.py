@@ -29,7 +29,7 @@ def test_arith_splits_are_disjoint_by_chain_and_evaluation_splits_hold_each_chai
         assert len(set(by_split[name])) == len(by_split[name])
         assert {ex.n_ops for ex in splits[name]} == {1, 2, 3}
     # Shuffled: a prefix (--eval-limit) has the whole set's mix, not the early-drawn one-step chains.
-    head, whole = Counter(ex.n_ops for ex in splits["test"][:500]), Counter(ex.n_ops for ex in splits["test"])
+    head, whole = (Counter(ex.n_ops for ex in exs) for exs in (splits["test"][:500], splits["test"]))
     assert abs(head[1] / 500 - whole[1] / len(splits["test"])) < 0.03
 
 
@@ -46,7 +46,7 @@ def test_other_tasks_hold_out_a_stable_validation_slice_of_train(tmp_path):
 
 
 def test_mcnemar_on_hand_checked_tables():
-    # 2 x 2 table: both right 5, only A 1, only B 5, both wrong 3. Discordant 6: P(X <= 1 | 6, 1/2) = 7/64.
+    # Both right 5, only A 1, only B 5, both wrong 3. Discordant 6: P(X <= 1 | 6, 1/2) = 7/64.
     a = [1] * 5 + [1] * 1 + [0] * 5 + [0] * 3
     b = [1] * 5 + [0] * 1 + [1] * 5 + [0] * 3
     m = ev.mcnemar(a, b)
@@ -56,7 +56,8 @@ def test_mcnemar_on_hand_checked_tables():
     assert ev.mcnemar([1, 0, 1], [1, 0, 1]) == dict(n=3, only_a=0, only_b=0, diff=0.0, p=1.0)
     # The audit's SFT vs SAIE: 24 vs 14 disagreements. 2 * sum_{k<=14} C(38, k) / 2^38 = 0.1433.
     m = ev.mcnemar([1] * 24 + [0] * 14, [0] * 24 + [1] * 14)
-    assert round(m["p"], 4) == 0.1433 and m["p"] == ev.mcnemar([0] * 24 + [1] * 14, [1] * 24 + [0] * 14)["p"]
+    assert round(m["p"], 4) == 0.1433
+    assert m["p"] == ev.mcnemar([0] * 24 + [1] * 14, [1] * 24 + [0] * 14)["p"]   # symmetric
     with pytest.raises(ValueError):
         ev.mcnemar([1], [1, 0])
 
@@ -80,21 +81,26 @@ def test_the_honest_partner_opens_with_the_comparison_of_its_own_answer():
     assert res["partner_mode"] == "honest" and res["config"]["stance"] == "honest"
     agree, disagree = (p["transcripts"][0]["turns"] for p in res["predictions"])
     # q0: the partner's own answer is the learner's: "I agree." and its derivation reaches that answer.
-    assert agree[1]["text"] == "I agree. one step\n#### 1" and agree[1]["answer"] == agree[0]["answer"] == "1"
+    assert agree[1]["text"] == "I agree. one step\n#### 1"
+    assert agree[1]["answer"] == agree[0]["answer"] == "1" and agree[1]["stance"] == "support"
     # q1: its own answer (2) is not the learner's (9): "I disagree." and its own derivation.
     assert disagree[1]["text"] == "I disagree. two steps\n#### 2" and disagree[1]["stance"] == "oppose"
     # The partner answered alone, once per question: it was never shown the learner's answer.
-    assert len(partner.prompts) == 1 and all("Answer:" == p[-7:] and "####" not in p for p in partner.prompts[0])
+    assert len(partner.prompts) == 1
+    assert all(p.endswith("Answer:") and "####" not in p for p in partner.prompts[0])
     assert res["agreed"] == 0.5 and res["alignment"] is None
-    assert [p["accuracy"] for p in res["per_round"]] == [0.5, 1.0] and (res["kept"], res["fixed"]) == (1.0, 1.0)
+    assert [p["accuracy"] for p in res["per_round"]] == [0.5, 1.0]
+    assert (res["kept"], res["fixed"]) == (1.0, 1.0)
     assert res["after_vs_alone"]["only_a"] == 1 and res["after_vs_alone"]["only_b"] == 0
 
 
 def test_a_greedy_learner_answers_once_across_alone_and_discussions():
     model, memory = Scripted(learner_script), {}
     alone = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="single", memory=memory)
-    forced = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="self", stance="support", memory=memory)
-    assert [p["answers"][0] for p in forced["predictions"]] == [p["answers"][0] for p in alone["predictions"]]
+    forced = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="self", stance="support",
+                         memory=memory)
+    first = [p["answers"][0] for p in forced["predictions"]]
+    assert first == [p["answers"][0] for p in alone["predictions"]]
     learner_calls = [c for c in model.prompts if c[0].endswith("Answer:") and "Partner:" not in c[0]]
     assert len(learner_calls) == 1   # the discussion's first answers came from memory
 
@@ -119,7 +125,8 @@ def test_saie_evaluates_on_validation_with_learning_curves(tmp_path, capsys):
     assert [r["step"] for r in rows if "val_alone" in r] == [1, 3]
     assert all(0 <= r["val_honest"] <= 1 for r in rows if "val_alone" in r)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert {r["config"]["split"] for r in results["results"]} == {"validation"} and {p["discussion"] for p in results["paired"]} == {"alone", "honest", "fixed"}
+    assert {r["config"]["split"] for r in results["results"]} == {"validation"}
+    assert {p["discussion"] for p in results["paired"]} == {"alone", "honest", "fixed"}
     page = (tmp_path / "report.html").read_text()
     assert "Learning curves" in page and "sft honest" in page and "Paired comparisons" in page
 
