@@ -438,7 +438,8 @@ class CommonsenseQA(MultipleChoice):
 
 class MMLU(MultipleChoice):
     """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. MMLU has no training
-    split: like the paper we train on dev + validation and evaluate on test."""
+    split; the paper does not say what it trained on, so we train on dev + validation (about 1,800
+    questions) and evaluate on test."""
     name, splits, letters = "mmlu", ("train", "dev", "validation", "test"), "ABCD"
     url = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"  # no published sha256
     folders = {"dev": ("dev",), "validation": ("val", "validation"), "test": ("test",)}
@@ -517,15 +518,16 @@ def _extract_tar(tar_path, dest):
 # -----------------------------------------------------------------------------
 # arith: GSM8K-style word problems generated offline, short enough for a ~1M-parameter model
 # trained from scratch on a CPU. A problem is a chain: start value, then 1-3 operations.
-# Train and test are disjoint by construction: a hash of the chain ("12-4+7") picks its split,
-# so no test chain (numbers and operations) is ever seen in training, under any names.
+# The splits are disjoint by construction: a hash of the chain ("12-4+7") picks its split, so no
+# validation or test chain (numbers and operations) is ever seen in training, under any names.
+# Validation and test hold each chain once: a repeated chain would count one problem twice.
 
 ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
 ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long multiplication)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 100_000, "test": 500}
-ARITH_TEST_SHARE = 10                # one chain in 10 belongs to test
+ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct chains
+ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18 are train's
 ARITH_SEED = 1234
 
 NAMES = {"Ann": "She", "Mia": "She", "Zoe": "She", "Lily": "She", "Emma": "She", "Sara": "She",
@@ -566,10 +568,17 @@ def _arith_operands(op, v):
     return [b for b in bs if (r := _apply(op, v, b)) is not None and r >= 1]
 
 
+def arith_chain(steps):
+    """The chain of a problem, names and templates aside: '12-4+7'."""
+    return str(steps[0][0]) + "".join(f"{op}{b}" for _, op, b, _ in steps)
+
+
 def arith_split(steps):
-    """'train' or 'test', from a hash of the chain alone (start value, operations, operands)."""
-    chain = str(steps[0][0]) + "".join(f"{op}{b}" for _, op, b, _ in steps)
-    return "test" if int(hashlib.sha256(chain.encode()).hexdigest(), 16) % ARITH_TEST_SHARE == 0 else "train"
+    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations, operands).
+    Test and validation share what was test's one chain in 10, so train is the same as when there
+    was no validation split (and so are the warm-up assets trained on it)."""
+    h = int(hashlib.sha256(arith_chain(steps).encode()).hexdigest(), 16)
+    return ARITH_HOLDOUT.get(h % 20, "train")
 
 
 def arith_problem(rng):
@@ -596,18 +605,24 @@ def _rationale(steps):
 
 @functools.lru_cache(maxsize=8)
 def generate_arith(split, n, seed=ARITH_SEED):
-    """n problems of one split, the same ones for the same seed."""
-    rng, out = random.Random(f"arith-{split}-{seed}"), []
-    while len(out) < n:
+    """n problems of one split, the same ones for the same seed. Validation and test keep the first
+    problem of each chain, then are shuffled: chains with one operation are few (about 30 per split)
+    and all drawn early, so the shuffle makes every prefix (--eval-limit) a sample of the whole."""
+    rng, problems, seen = random.Random(f"arith-{split}-{seed}"), [], set()
+    while len(problems) < n:
         question, steps = arith_problem(rng)
-        if arith_split(steps) == split:
-            out.append(Example(question, _rationale(steps), str(steps[-1][3]), id=f"{split}-{len(out)}",
-                               n_ops=len(steps)))
-    return tuple(out)
+        if arith_split(steps) != split or (split != "train" and arith_chain(steps) in seen):
+            continue
+        seen.add(arith_chain(steps))
+        problems.append((question, steps))
+    if split != "train":
+        random.Random(f"arith-{split}-{seed}-order").shuffle(problems)
+    return tuple(Example(q, _rationale(steps), str(steps[-1][3]), id=f"{split}-{i}",
+                         n_ops=len(steps)) for i, (q, steps) in enumerate(problems))
 
 
 class Arith(NumberTask):
-    name, splits = "arith", ("train", "test")
+    name, splits = "arith", ("train", "validation", "test")
 
     def _load(self, split, data_dir):
         return list(generate_arith(split, ARITH_SIZES[split]))
@@ -648,6 +663,24 @@ def get_task(name, **options):
     if name not in _TASKS:
         raise DataError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
     return _TASKS[name](**options)
+
+
+VALIDATION_SHARE = 20   # gsm8k, csqa, mmlu: one training question in 20 is held out for validation
+
+
+def load_splits(task, data_dir=None):
+    """{'train', 'validation', 'test'}: what a run trains on, chooses its settings on, and reports.
+    arith has all three, disjoint by chain. The other tasks hold out a validation slice of train, by
+    a hash of the question (so the slice stays put when a file's order changes), and test is the
+    split we evaluate on (csqa: its published dev set, since its test labels are hidden)."""
+    task = get_task(task)
+    test = task.load(task.splits[-1], data_dir)
+    if task.name == "arith":
+        return {"train": task.load("train"), "validation": task.load("validation"), "test": test}
+    held = lambda ex: int(hashlib.sha256(ex.question.encode()).hexdigest(), 16) % VALIDATION_SHARE == 0
+    train = task.load("train", data_dir)
+    return {"train": [ex for ex in train if not held(ex)],
+            "validation": [ex for ex in train if held(ex)], "test": test}
 
 
 def load_task(name, split, data_dir=None):

@@ -2,23 +2,37 @@
 Evaluation: is the SAIE-trained model better alone, and better when it discusses?
 
     python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode single
+    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode self --stance honest
     python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode self --rounds 2 --stance oppose
-    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode multi --partner out/sft/ckpt.pt
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner assets/arith-warmup.pt
     python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
     python eval.py --compare out/eval/*/results.json
 
 Four modes (the paper's evaluation, item 5 of shared/paper.md):
 - single: question -> reasoning -> answer. With --samples k: majority vote over k samples.
-- self:   the model discusses with a copy of itself in the partner's role for R rounds, one stance per
-          question (--stance). The copy remarks as it can: "trained" (our checkpoints learned the remark
-          format in warm-up), "prompted" (chat models are told their stance), or "reflect" (neither: the
-          model answers again after its own previous answer, with no remark in between).
-- multi:  the same, with another model (--partner) as the partner.
+- self:   the model discusses with a copy of itself in the partner's role for R rounds.
+- multi:  the same, with another model (--partner) as the partner: one fixed partner for every
+          learner compared, so that learners are compared on the same remarks.
 - debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R rounds
           every agent sees its own history plus the other agents' previous answers and answers again;
           the final answer is the majority vote of the last round.
-Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds; round 0 = alone.
-An answer that does not parse is never correct. Every generate call is batched over questions.
+How the partner chooses its stance (--stance):
+- honest: the partner answers the question on its own first (sampled), then each remark opens with
+          "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with
+          its own derivation. Nobody is told what to think: a discussion, as in Du et al.'s debate.
+- both / support / oppose (forced stance): the partner is told its stance, 50/50 with the seed for
+          `both`. This is a stress test: how often a right answer survives opposition (kept) and a
+          wrong one is fixed under support or opposition (fixed); its remarks follow the stance only
+          as well as the partner learned the remark role (`alignment`).
+The partner remarks as it can (`partner_mode_for`): "trained" (our checkpoints learned the remark
+format in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner
+answers again after its own previous answer, no remark in between), or "honest" (any model: it only
+answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
+round 0 = alone. An answer that does not parse is never correct. Every generate call is batched.
+Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired
+table of --compare and saie.py's report. Figures that measure nothing are marked as such (`caveats`):
+ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and debate by a
+model that never saw the debate format.
 """
 
 import argparse
@@ -35,9 +49,12 @@ from pathlib import Path
 
 import data
 from model import GPT, WeightsError, load_checkpoint
-from discuss import Speaker, Transcript, Turn, discuss, stance_alignment, stances_for
+from discuss import (OPENER, Speaker, Transcript, Turn, add_turns, discuss, stance_alignment,
+                     stances_for)
 
 MODES = ("single", "self", "multi", "debate")
+STANCE_RULES = ("honest", "both", "support", "oppose")
+HONEST_TEMPERATURE = 0.7   # the honest partner samples its answer: a greedy copy would always agree
 
 # -----------------------------------------------------------------------------
 # Statistics: confidence interval, majority vote, ROUGE
@@ -51,6 +68,19 @@ def wilson(k, n, z=1.959964):
     center = (p + zz / (2 * n)) / (1 + zz / n)
     half = z / (1 + zz / n) * math.sqrt(p * (1 - p) / n + zz / (4 * n * n))
     return (max(0.0, center - half), min(1.0, center + half))
+
+
+def mcnemar(a, b):
+    """Two models' right/wrong on the same questions, in the same order: the paired difference in
+    accuracy (a - b), the questions only one got right, and McNemar's exact two-sided p (a binomial
+    test with p = 1/2 on the questions where they disagree)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison of {len(a)} and {len(b)} answers")
+    only_a = sum(bool(x) and not y for x, y in zip(a, b))
+    only_b = sum(bool(y) and not x for x, y in zip(a, b))
+    m, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
+    return dict(n=len(a), only_a=only_a, only_b=only_b, diff=_rate(only_a - only_b, len(a)), p=p)
 
 
 def majority(answers):
@@ -108,9 +138,47 @@ def _rate(k, n):
 # The modes
 
 
-def partner_mode_for(tok, remarks):
-    """How a copy of a model can remark: prompted (chat), trained (learned in warm-up), or reflect."""
+def partner_mode_for(tok, remarks, stance="both"):
+    """How a model remarks as partner; the one place this is decided (saie.py asks it too).
+    honest: it only answers, any model can; prompted: a chat model is told its stance; trained: it
+    learned the remark format in warm-up (`remarks`); reflect: neither, so no remark at all."""
+    if stance == "honest":
+        return "honest"
     return "prompted" if tok.chat else "trained" if remarks else "reflect"
+
+
+def honest_discussion(learner, partner, task, examples, rounds, seed=0):
+    """The honest partner answers each question on its own, once; each remark then opens with
+    "I agree." when that answer is the learner's latest one, else "I disagree.", followed by the
+    partner's own derivation. Turns and seeds as in discuss.discuss(final_answer=True)."""
+    alone = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
+    own = partner.speak(alone, "learner", seed=seed + 2 * rounds + 1)
+    trs = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
+    for r in range(rounds):
+        add_turns(trs, learner, "learner", task, seed=seed + 2 * r)
+        for tr, text in zip(trs, own):
+            answer = task.extract(text)
+            agrees = answer is not None and answer == tr.turns[-1].answer
+            tr.stance = "support" if agrees else "oppose"
+            tr.turns.append(Turn("partner", f"{OPENER[tr.stance]} {text}", answer, tr.stance))
+    add_turns(trs, learner, "learner", task, seed=seed + 2 * rounds)
+    return trs
+
+
+class Remembering(Speaker):
+    """A greedy Speaker that reuses the turns it already generated for the same prompt (`memory`): a
+    discussion's first answer is the answer alone, so evaluating one model alone and in several
+    discussions generates it once. Only for the same weights and temperature 0."""
+
+    def __init__(self, *args, memory, **kw):
+        super().__init__(*args, **kw)
+        self.memory = memory
+
+    def generate(self, prompts, seed):
+        new = [p for p in dict.fromkeys(map(tuple, prompts)) if p not in self.memory]
+        if new:
+            self.memory.update(zip(new, super().generate([list(p) for p in new], seed)))
+        return [self.memory[tuple(p)] for p in prompts]
 
 
 def debate(speaker, task, examples, agents, rounds, seed=0):
@@ -133,13 +201,16 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
 
 def evaluate(model, tok, task, examples, mode="single", partner=None, partner_tok=None, rounds=1,
              stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
-             max_new_tokens=256, batch_size=32, seed=0, log=None):
+             max_new_tokens=256, batch_size=32, seed=0, log=None, partner_remarks=True,
+             partner_temperature=None, memory=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, and the discussion's dynamics.
 
     mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
-    partner_mode: how the partner remarks (trained | prompted | reflect); None = prompted for a chat
-    tokenizer, else trained (the remark format learned in warm-up, as saie.py does).
+    stance: honest, or a forced stance (both | support | oppose); see the module's docstring.
+    partner_mode: overrides partner_mode_for(partner_tok, partner_remarks, stance).
+    partner_temperature: the partner's sampling (default HONEST_TEMPERATURE if honest, else temperature).
     batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
+    memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
     """
     task = data.get_task(task) if isinstance(task, str) else task
     if mode not in MODES:
@@ -149,23 +220,30 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
     rounds = 0 if mode == "single" else rounds
     if mode != "single" and rounds < 1:
         raise ValueError(f"mode {mode} needs rounds >= 1")
-    learner = Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature)
-    remarker = None
+    if stance not in STANCE_RULES:
+        raise ValueError(f"unknown stance {stance!r}: expected one of {', '.join(STANCE_RULES)}")
+    learner = (Remembering(model, tok, max_new_tokens, memory=memory)
+               if memory is not None and temperature == 0
+               else Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature))
+    partner_speaker = None
     if mode in ("self", "multi"):
         if mode == "self":
             partner, partner_tok = model, tok
         elif partner is None:
             raise ValueError("mode multi needs a partner model")
         partner_tok = partner_tok or tok
-        partner_mode = partner_mode or partner_mode_for(partner_tok, remarks=True)
+        partner_mode = partner_mode or partner_mode_for(partner_tok, partner_remarks, stance)
         if partner_mode == "reflect" and mode == "multi":
             raise ValueError("the partner can neither follow instructions nor was trained to remark")
+        if partner_temperature is None:
+            partner_temperature = HONEST_TEMPERATURE if partner_mode == "honest" else temperature
         if partner_mode != "reflect":
-            remarker = Speaker(partner, partner_tok, max_new_tokens=max_new_tokens, temperature=temperature)
+            partner_speaker = Speaker(partner, partner_tok, max_new_tokens=max_new_tokens,
+                                      temperature=partner_temperature)
     else:
         partner_mode = None
-    stances = (stances_for(len(examples), stance, random.Random(seed)) if remarker
-               else [None] * len(examples))
+    stances = (stances_for(len(examples), stance, random.Random(seed))
+               if partner_speaker and partner_mode != "honest" else [None] * len(examples))
 
     runs = samples if mode == "single" else agents if mode == "debate" else 1
     step = max(1, batch_size // runs)
@@ -174,17 +252,25 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         chunk, chunk_seed = examples[lo:lo + step], seed + 1000 * c
         if mode == "debate":
             groups += debate(learner, task, chunk, agents, rounds, seed=chunk_seed)
+        elif partner_mode == "honest":
+            groups += [[tr] for tr in honest_discussion(learner, partner_speaker, task, chunk, rounds,
+                                                        seed=chunk_seed)]
         else:
-            trs = discuss(learner, remarker, task, [ex for ex in chunk for _ in range(runs)],
+            trs = discuss(learner, partner_speaker, task, [ex for ex in chunk for _ in range(runs)],
                           [s for s in stances[lo:lo + step] for _ in range(runs)], rounds,
                           final_answer=True, seed=chunk_seed)
             groups += [trs[i:i + runs] for i in range(0, len(trs), runs)]
         if log:
             log(f"{mode}: {lo + len(chunk)}/{len(examples)} questions")
-    config = dict(task=task.name, mode=mode, rounds=rounds, stance=stance if remarker else None,
+    config = dict(task=task.name, mode=mode, rounds=rounds, stance=stance if partner_speaker else None,
                   partner_mode=partner_mode, temperature=temperature, samples=samples,
-                  agents=agents if mode == "debate" else None, max_new_tokens=max_new_tokens, seed=seed)
-    return score(task, examples, groups, config)
+                  agents=agents if mode == "debate" else None, max_new_tokens=max_new_tokens, seed=seed,
+                  partner_temperature=partner_temperature if partner_speaker else None)
+    res = score(task, examples, groups, config)
+    if mode == "debate" and not tok.chat:
+        res["caveats"].append("debate: this model was never shown the debate format (only chat models "
+                              "are asked in words), so the figure measures the format, not a finding")
+    return res
 
 
 def score(task, examples, groups, config):
@@ -222,10 +308,19 @@ def score(task, examples, groups, config):
     if rounds:
         res.update(kept=_rate(sum(p["correct"][-1] for p in right0), len(right0)),
                    fixed=_rate(sum(p["correct"][-1] for p in wrong0), len(wrong0)),
-                   changed=_rate(sum(p["changed"] for p in preds), n))
+                   changed=_rate(sum(p["changed"] for p in preds), n),
+                   after_vs_alone=mcnemar([p["correct"][-1] for p in preds],
+                                          [p["correct"][0] for p in preds]))
     if config["stance"]:
         res.update(remark_stats(task, examples, groups))
-    return {**res, "partner_mode": config["partner_mode"], "config": config, "predictions": preds}
+        if config["stance"] == "honest":  # the opener follows the answers: aligned by construction
+            res.update(alignment=None, agreed=_rate(sum(p["stance"] == "support" for p in preds), n))
+    notes = []
+    if res["rouge"] and task.name == "arith":
+        notes.append("ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only restates "
+                       "accuracy; not a finding")
+    return {**res, "partner_mode": config["partner_mode"], "caveats": notes, "config": config,
+            "predictions": preds}
 
 
 def remark_stats(task, examples, groups):
@@ -287,26 +382,71 @@ def _pct(x):
 
 
 def label(r):
-    return f"{r.get('method', '?')} · {r['mode']}"
+    stance = r.get("config", {}).get("stance")
+    return f"{r.get('method', '?')} · {r['mode']}" + (f" · {stance}" if stance else "")
 
 
-COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "kept", "fixed", "alignment",
-           "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
+COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "stance", "kept", "fixed",
+           "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
+
+
+def _p(x):
+    return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
 
 
 def cells(r):
-    """One row of the results table (percentages), shared by --compare and the report."""
-    g = r.get("rouge") or {}
+    """One row of the results table (percentages), shared by --compare and the report.
+    ROUGE on arith is left out of the table (see `caveats`); results.json keeps it."""
+    g = {} if r["task"] == "arith" else r.get("rouge") or {}
     return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), _pct(r["accuracy"]),
             f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}", " → ".join(_pct(x["accuracy"]) for x in r["per_round"]),
-            *(_pct(r.get(k)) for k in ("kept", "fixed", "alignment", "copy_rate")),
+            r.get("config", {}).get("stance") or "–", *(_pct(r.get(k)) for k in ("kept", "fixed")),
+            _p((r.get("after_vs_alone") or {}).get("p")),
+            *(_pct(r.get(k)) for k in ("alignment", "copy_rate")),
             *(_pct(g.get(k)) for k in ("rouge1", "rouge2", "rougeL"))]
+
+
+def _markdown(rows):
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def compare_table(results_list):
     """A markdown table across several results."""
-    rows = [COLUMNS, ["---"] * len(COLUMNS)] + [cells(r) for r in results_list]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return _markdown([COLUMNS, ["---"] * len(COLUMNS)] + [cells(r) for r in results_list])
+
+
+PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
+
+
+def paired(a, b):
+    """mcnemar() of two results' final answers, matched by question id (the same questions in both)."""
+    right_b = {p["id"]: p["correct"][-1] for p in b["predictions"]}
+    if sorted(right_b) != sorted(p["id"] for p in a["predictions"]):
+        raise ValueError(f"{label(a)} and {label(b)} were not evaluated on the same questions")
+    return mcnemar([p["correct"][-1] for p in a["predictions"]],
+                   [right_b[p["id"]] for p in a["predictions"]])
+
+
+def paired_rows(pairs):
+    """Rows of the paired table: (result A, result B) -> A's and B's labels, the difference and its p."""
+    rows = []
+    for a, b in pairs:
+        m = paired(a, b)
+        rows.append([label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
+                     str(m["only_b"]), _p(m["p"])])
+    return rows
+
+
+def same_questions(results_list):
+    """Every pair of results in the same mode and stance on the same questions (with predictions)."""
+    key = lambda r: (r["mode"], r.get("config", {}).get("stance"),
+                     sorted(p["id"] for p in r["predictions"]))
+    rs = [r for r in results_list if r.get("predictions")]
+    return [(a, b) for i, a in enumerate(rs) for b in rs[i + 1:] if key(a) == key(b)]
+
+
+def caveats(results_list):
+    return list(dict.fromkeys(c for r in results_list for c in r.get("caveats", [])))
 
 
 COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#9c755f", "#edc948")
@@ -406,19 +546,54 @@ def _browser(results_list):
     return "\n".join(out)
 
 
-def write_report(results_list, path):
-    """One self-contained HTML page: accuracy table, bar chart, accuracy by round, transcript browser."""
+def _curves(curves):
+    """Learning curves: {name: [(optimizer step, accuracy), ...]}, one polyline each."""
+    top = max(step for points in curves.values() for step, _ in points) or 1
+    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
+    svg = [f'<text x="{x(k):.1f}" y="240" text-anchor="middle">{k:.0f}</text>' for k in (0, top / 2, top)]
+    svg.append(f'<text x="{x(top / 2):.1f}" y="255" text-anchor="middle">optimizer step</text>')
+    for i, (name, points) in enumerate(curves.items()):
+        color = COLORS[i % len(COLORS)]
+        line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
+        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="2.5" fill="{color}"></circle>'
+                for k, a in points]
+        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
+                   f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
+    return _chart(760, 265, 55, 485, y, svg)
+
+
+def _table(columns, rows):
     e = html.escape
-    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>"
-    rows = ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells(r)) + "</tr>" for r in results_list]
+    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"
+    return f"<table>{head}" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                                      for row in rows) + "</table>"
+
+
+def write_report(results_list, path, pairs=None, curves=None):
+    """One self-contained HTML page: accuracy table, paired comparisons (`pairs`: (A, B) results; default
+    every same_questions pair), bar chart, accuracy by round, learning curves (`curves`: {name: [(step,
+    accuracy)]}, when given), transcript browser."""
+    e = html.escape
+    pairs = same_questions(results_list) if pairs is None else pairs
+    notes = "".join(f"<li>{e(c)}</li>" for c in caveats(results_list))
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             f"<title>saie evaluation</title><style>{CSS}</style></head><body>",
             "<h1>saie evaluation</h1>", "<h2>Accuracy</h2>",
-            f"<table>{head}{''.join(rows)}</table>",
+            _table(COLUMNS, [cells(r) for r in results_list]),
             "<p>Accuracy in %, after the last round; kept / fixed: share of initially right answers still "
-            "right / initially wrong answers fixed; ROUGE: F1 of the rationale against the gold one.</p>",
-            _bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list),
-            "<h2>Transcripts</h2>", _browser(results_list), f"<script>{JS}</script></body></html>"]
+            "right / initially wrong answers fixed; p vs alone: McNemar's exact p of the answers after "
+            "discussion against those alone. Stance honest: the partner answered on its own and agreed "
+            "or not; both / support / oppose: the partner was told its stance (a stress test). "
+            "ROUGE: F1 of the rationale against the gold one.</p>",
+            f"<ul>{notes}</ul>" if notes else ""]
+    if pairs:
+        page += ["<h2>Paired comparisons</h2>", _table(PAIRED_COLUMNS, paired_rows(pairs)),
+                 "<p>The same questions, answer by answer: A − B in points, the questions only one "
+                 "of the two got right, McNemar's exact two-sided p.</p>"]
+    page += [_bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list)]
+    if curves:
+        page += ["<h2>Learning curves</h2>", _curves(curves)]
+    page += ["<h2>Transcripts</h2>", _browser(results_list), f"<script>{JS}</script></body></html>"]
     write_atomic(path, "\n".join(page) + "\n")
 
 # -----------------------------------------------------------------------------
@@ -448,7 +623,10 @@ def parse_args(argv=None):
     p.add_argument("--mode", choices=MODES, default="single")
     p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
     p.add_argument("--rounds", type=int, help="discussion rounds (self, multi, debate; default 1)")
-    p.add_argument("--stance", choices=("both", "support", "oppose"), help="partner stance (default both)")
+    p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers on its own, then "
+                   "agrees or not) or a forced stance: both (50/50), support, oppose (default both)")
+    p.add_argument("--partner-temperature", type=float, help="the partner's sampling (default 0.7 when "
+                   "honest, else --temperature)")
     p.add_argument("--agents", type=int, help="debate: number of agents (default 3)")
     p.add_argument("--temperature", type=float, help="0 = greedy (default; debate: 0.7)")
     p.add_argument("--samples", type=int, default=1, help="single: majority vote over k samples")
@@ -468,11 +646,13 @@ def parse_args(argv=None):
         return args
     if not (args.ckpt or args.model):
         p.error("one of --ckpt, --model or --compare is required")
-    only = {"partner": ("multi",), "stance": ("self", "multi"), "agents": ("debate",),
+    only = {"partner": ("multi",), "stance": ("self", "multi"), "partner_temperature": ("self", "multi"),
+            "agents": ("debate",),
             "rounds": ("self", "multi", "debate")}
     for flag, modes in only.items():
         if getattr(args, flag) is not None and args.mode not in modes:
-            p.error(f"--{flag} has no meaning with --mode {args.mode} (only {', '.join(modes)})")
+            p.error(f"--{flag.replace('_', '-')} has no meaning with --mode {args.mode} "
+                    f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
     args.rounds = 1 if args.rounds is None else args.rounds
@@ -498,6 +678,12 @@ def main(argv=None):
     if args.compare:
         results = [load_results(path) for path in args.compare]
         print(compare_table(results))
+        pairs = same_questions(results)
+        if pairs:
+            rows = [PAIRED_COLUMNS, ["---"] * len(PAIRED_COLUMNS)] + paired_rows(pairs)
+            print("\npaired, on the same questions:\n" + _markdown(rows))
+        for note in caveats(results):
+            print(f"note: {note}")
         if args.out:
             write_report(results, Path(args.out) / "report.html")
         return results
@@ -505,7 +691,7 @@ def main(argv=None):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     task, name = data.get_task(args.task), args.ckpt or args.model
     split = args.split or task.splits[-1]
-    partner = partner_tok = partner_mode = None
+    partner = partner_tok = None
     try:
         examples = task.load(split, args.data_dir)[:args.limit]
         model, tok, remarks = load_model(name, device)
@@ -513,13 +699,13 @@ def main(argv=None):
             partner, partner_tok, remarks = load_model(args.partner, device)  # remarks: the partner's
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
-    if args.mode in ("self", "multi"):
-        partner_mode = partner_mode_for(partner_tok or tok, remarks)
-        if partner_mode == "reflect" and args.mode == "multi":
-            raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "
-                             f"nor was trained to remark (no 'remarks' in its checkpoint)")
+    if args.mode == "multi" and partner_mode_for(partner_tok, remarks, args.stance) == "reflect":
+        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions nor "
+                         f"was trained to remark (no 'remarks' in its checkpoint); --stance honest "
+                         f"needs neither")
     results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner, partner_tok=partner_tok,
-                       rounds=args.rounds, stance=args.stance, partner_mode=partner_mode,
+                       rounds=args.rounds, stance=args.stance, partner_remarks=remarks,
+                       partner_temperature=args.partner_temperature,
                        temperature=args.temperature, samples=args.samples, agents=args.agents,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
                        log=print)
@@ -528,6 +714,8 @@ def main(argv=None):
     out = Path(args.out or Path("out/eval") / re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}"))
     save(results, out)
     print(compare_table([results]))
+    for note in results["caveats"]:
+        print(f"note: {note}")
     print(f"wrote {out / 'results.json'}, {out / 'predictions.jsonl'}, {out / 'report.html'}")
     return results
 

@@ -8,6 +8,9 @@ The embedded default (CPU, a few minutes: task `arith`, a ~1M-parameter GPT whos
 warm-up ships in assets/, then SFT and SAIE from that warm-up, then evaluation of both):
     python saie.py
 
+Choose settings on validation, with learning curves; evaluate on test once, for the final table:
+    python saie.py --eval-split validation --eval-every 50 --out out/lr-3e-4 --lr 3e-4
+
 The same from scratch, warm-up included (about 15 minutes on 2 CPU cores); the second
 line is how assets/arith-warmup.pt was made:
     python saie.py --init scratch
@@ -50,6 +53,14 @@ from model import GPT, GPTConfig, WeightsError, load_checkpoint, save_checkpoint
 # Defaults that depend on whether we train a tiny model from scratch (arith) or fine-tune
 # pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
+# The discussions at evaluation: name -> (who the partner is, how it takes its stance); see eval.py.
+DISCUSSIONS = {
+    "honest": ("self", "honest"),       # a copy of the model answers on its own, then agrees or not
+    "fixed": ("fixed", "honest"),       # the same, one partner for every learner: the same remarks
+    "forced": ("self", "both"),         # a copy told to support or oppose, 50/50: a stress test
+    "fixed-forced": ("fixed", "both"),  # the fixed partner told its stance (learned in warm-up)
+}
+DEFAULT_DISCUSSIONS = ("honest", "fixed", "forced")
 PRESETS = {
     "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=1e-3, warmup_steps=1000, steps=300, max_turn_tokens=40,
                     block_size=256, eval_limit=300, log_every=50),
@@ -89,6 +100,8 @@ def parse_args(argv=None):
     # warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2, help="share of the train split for warm-up")
     p.add_argument("--warmup-steps", type=int, default=None, help="0 when --init is already warmed up")
+    p.add_argument("--warmup-seed", type=int, default=None, help="seed of the warm-up's initial "
+                   "weights and data order (default --seed), so seeds can vary the warm-up too")
     # optimization
     p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
     p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
@@ -99,8 +112,23 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
     # evaluation
-    p.add_argument("--eval-limit", type=int, default=None, help="test questions evaluated at the end")
-    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of the final self-discussion")
+    p.add_argument("--eval-split", default="test", choices=["validation", "test"],
+                   help="where the final evaluation is measured: choose every setting on "
+                   "validation, and use test once, for the final table")
+    p.add_argument("--eval-limit", type=int, default=None, help="questions evaluated at the end "
+                   "(arith: each a distinct chain; validation holds 1,000, test 2,000)")
+    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of each discussion at the end")
+    p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS),
+                   choices=list(DISCUSSIONS), help="discussions evaluated besides alone: honest (a "
+                   "copy of the model answers on its own, then agrees or not), fixed (the same with "
+                   "--eval-partner), forced (a copy told to support or oppose, 50/50: a stress test), "
+                   "fixed-forced (--eval-partner, told its stance)")
+    p.add_argument("--eval-partner", default=None, help="the fixed partner of every learner at "
+                   "evaluation (name, dir or checkpoint; default: the warm-up model)")
+    p.add_argument("--eval-every", type=int, default=0, help="learning curves: every N optimizer "
+                   "steps of each phase, accuracy on --curve-limit validation questions, alone and in "
+                   "honest self-discussion, logged in metrics.jsonl and drawn in report.html (0: never)")
+    p.add_argument("--curve-limit", type=int, default=200, help="validation questions per point")
     # system
     p.add_argument("--out", default="out")
     p.add_argument("--seed", type=int, default=1337)
@@ -119,16 +147,22 @@ def parse_args(argv=None):
     for k, v in PRESETS["scratch" if args.task == "arith" else "pretrained"].items():
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
+    if args.warmup_seed is not None and args.warmup_steps == 0:
+        p.error("--warmup-seed seeds a warm-up, and this run has none (--warmup-steps 0 or the "
+                "shipped warm-up); pass --init scratch to warm up from scratch")
+    args.warmup_seed = args.seed if args.warmup_seed is None else args.warmup_seed
     if args.method == "sft" and (args.stance or args.rounds is not None or args.partner):
         p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
     args.stance = args.stance or "both"
     args.rounds = 1 if args.rounds is None else args.rounds
     if args.warmup_steps < 0 or (args.method == "warmup" and args.warmup_steps < 1):
         p.error("--warmup-steps must be at least 1 for --method warmup, and never negative")
-    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens",
-                 "eval_limit", "eval_rounds", "log_every", "ckpt_every", "block_size"):
+    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens", "eval_limit",
+                 "eval_rounds", "log_every", "ckpt_every", "block_size", "curve_limit"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.eval_every < 0:
+        p.error("--eval-every must be 0 (no learning curves) or more")
     if not 0 < args.warmup_frac < 1:
         p.error("--warmup-frac must be between 0 and 1")
     if args.dtype is None:
@@ -171,21 +205,23 @@ def log(rank, *msg):
 # SAIE's batches are discussions generated with the *current* learner, so the teaching
 # signal follows the learner's evolving answers.
 
-def question_batches(examples, args, rank, world, start):
+def question_batches(examples, args, rank, world, start, seed=None):
     """(micro-batch number, this rank's questions), from micro-batch `start` on. The index stream is
-    deterministic, so resuming skips what was consumed without generating anything."""
-    stream = data.iterate_batches(len(examples), args.batch_size, args.seed, rank, world)
+    deterministic (seed: default --seed), so resuming skips what was consumed without generating."""
+    seed = args.seed if seed is None else seed
+    stream = data.iterate_batches(len(examples), args.batch_size, seed, rank, world)
     for i, idx in itertools.islice(enumerate(stream), start, None):
         yield i, [examples[j] for j in idx]
 
 
-def sft_batches(tok, task, examples, args, rank, world, start, remarks):
+def sft_batches(tok, task, examples, args, rank, world, start, remarks, seed=None):
     """Plain fine-tuning: question -> gold. In warm-up a base partner also learns to remark."""
-    for i, exs in question_batches(examples, args, rank, world, start):
+    seed = args.seed if seed is None else seed
+    for i, exs in question_batches(examples, args, rank, world, start, seed):
         seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
         if remarks:  # half as many remark examples as answers: the partner's role needs less practice
             seqs += discuss.remark_sequences(tok, task, exs[: len(exs) // 2],
-                                             random.Random(f"{args.seed}-remark-{i}"))
+                                             random.Random(f"{seed}-remark-{i}"))
         yield seqs, [1.0] * len(seqs), {}
 
 
@@ -265,8 +301,9 @@ def trim_jsonl(path, last_step):
     evaluation.write_atomic(path, "".join(keep))
 
 
-def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
-    """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model."""
+def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curve=None):
+    """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model.
+    curve(model) -> {name: value}: a learning-curve point every --eval-every steps and at the end."""
     out = Path(args.out) / phase
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr
@@ -326,9 +363,15 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra):
             opt.step()
             opt.zero_grad(set_to_none=True)
             done = step + 1
+            point = {}
+            if curve and rank == 0 and (done % args.eval_every == 0 or done == steps):
+                point = curve(model)
+                log(rank, f"{phase} step {done:5d}/{steps} | validation: "
+                          + " | ".join(f"{k} {v:.1%}" for k, v in point.items()))
             if rank == 0:
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"], **stats}) + "\n")
+                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"],
+                                        **stats, **point}) + "\n")
             if done % args.log_every == 0 or done == steps:
                 dt = time.time() - t0
                 eta = dt / (done - start) * (steps - done)
@@ -365,10 +408,21 @@ def build_model(args):
     return GPT.from_pretrained(args.init, dtype=torch.float32, device="cpu")
 
 
+def validation_curve(tok, task, examples, args):
+    """A learning-curve point: accuracy on a validation slice alone and after an honest
+    self-discussion (one evaluation: the learner's first, greedy answer is its answer alone)."""
+    def point(model):
+        r = evaluation.evaluate(model, tok, task, examples, mode="self", stance="honest",
+                                rounds=args.eval_rounds, max_new_tokens=args.max_turn_tokens,
+                                seed=args.seed)
+        return {"val_alone": r["per_round"][0]["accuracy"], "val_honest": r["accuracy"]}
+    return point
+
+
 def main(argv=None):
     args = parse_args(argv)
     rank, world = setup_distributed(args)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.warmup_seed)  # the warm-up's initial weights: torch's global RNG's only use
     random.seed(args.seed)
     out = Path(args.out)
     if rank == 0 and (why := unwritable(out)):
@@ -378,8 +432,8 @@ def main(argv=None):
                  f"or choose another --out")
 
     task = data.get_task(args.task)
-    train_set = task.load("train", args.data_dir)
-    test_set = task.load(task.splits[-1], args.data_dir)[: args.eval_limit]
+    splits = data.load_splits(task, args.data_dir)
+    train_set, eval_set = splits["train"], splits[args.eval_split][: args.eval_limit]
     n_warm = int(len(train_set) * args.warmup_frac)
     # The warm-up/main partition does not move with --seed, so a shipped warm-up fits every seed.
     shuffled = random.Random(0).sample(train_set, len(train_set))
@@ -389,16 +443,22 @@ def main(argv=None):
     model = build_model(args)
     tok = data.get_tokenizer(model.tokenizer_spec)
     model.to(args.device)
-    remarks = not tok.chat
-    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main / {len(test_set)} test questions; "
-              f"learner {model.num_params() / 1e6:.2f}M parameters on {args.device} x{world}")
-    model = train("warmup", model, lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks),
-                  args.warmup_steps, tok, args, rank, world, {"remarks": remarks})
+    # A model that cannot be told its stance learns the remark role in warm-up.
+    remarks = evaluation.partner_mode_for(tok, remarks=False) == "reflect"
+    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args) if args.eval_every
+             else None)
+    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
+              f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
+              f"parameters on {args.device} x{world}")
+    warm_batches = lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks,
+                                         args.warmup_seed)
+    model = train("warmup", model, warm_batches, args.warmup_steps, tok, args, rank, world,
+                  {"remarks": remarks}, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
             save_checkpoint(out / "warmup" / "model.pt", model, remarks=remarks, step=args.warmup_steps)
-            report(args, model, tok, task, test_set, {"warmup": warm_state})
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, remarks)
         return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
@@ -421,41 +481,111 @@ def main(argv=None):
             learner = discuss.Speaker(model, tok, args.max_turn_tokens, temperature=args.temperature)
             path = out / "saie" / "transcripts.jsonl" if rank == 0 else None
             make = lambda s: saie_batches(learner, partner_speaker, tok, task, main_set, args, rank, world, s, path)
-        train(method, model, make, args.steps, tok, args, rank, world, extra)
+        train(method, model, make, args.steps, tok, args, rank, world, extra, curve)
         trained[method] = copy.deepcopy(model.state_dict())
 
     if rank == 0:
-        report(args, model, tok, task, test_set, trained)
+        report(args, model, tok, task, eval_set, trained, remarks)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def report(args, model, tok, task, test_set, trained):
-    """Evaluate each trained learner alone and in self-discussion; print a table, write a report."""
+def fixed_partner(args, model, trained, remarks):
+    """The partner of the fixed-partner discussions: --eval-partner, or a copy of the warm-up."""
+    if args.eval_partner:
+        try:
+            return evaluation.load_model(args.eval_partner, args.device)
+        except (data.DataError, WeightsError) as e:
+            raise SystemExit(f"saie.py: error: --eval-partner: {e}") from None
+    partner = copy.deepcopy(model)
+    partner.load_state_dict(trained["warmup"])
+    return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), remarks
+
+
+def report(args, model, tok, task, examples, trained, remarks):
+    """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
+    the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
+    fixed = fixed_partner(args, model, trained, remarks) if any(
+        DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
     for method, state in trained.items():
         model.load_state_dict(state)
-        for mode in ("single", "self"):
+        memory = {}  # the learner's answer alone opens every discussion: generated once
+        runs = {"alone": dict(mode="single")}
+        for name in args.discussions:
+            who, stance = DISCUSSIONS[name]
+            itself = (None, None, remarks)  # mode self: the learner's own copy
+            partner, partner_tok, partner_remarks = fixed if who == "fixed" else itself
+            runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
+                              rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
+                              partner_remarks=partner_remarks)
+        for name, kw in runs.items():
             t0 = time.time()
-            r = evaluation.evaluate(model, tok, task, test_set, mode=mode, rounds=args.eval_rounds,
-                                    max_new_tokens=args.max_turn_tokens, seed=args.seed)
-            print(f"eval {method} {mode}: {len(test_set)}/{len(test_set)} questions | accuracy "
+            r = evaluation.evaluate(model, tok, task, examples, max_new_tokens=args.max_turn_tokens,
+                                    seed=args.seed, memory=memory, **kw)
+            r.update(method=method, discussion=name)
+            print(f"eval {method} {name}: {len(examples)}/{len(examples)} questions | accuracy "
                   f"{r['accuracy']:.1%} | {time.time() - t0:.0f}s", flush=True)
-            r["method"] = method
-            evaluation.save(r, out / "eval" / f"{method}-{mode}")
+            fixed_by = (args.eval_partner or "warm-up") if kw.get("partner") is not None else None
+            r["config"].update(split=args.eval_split, partner=fixed_by)
+            evaluation.save(r, out / "eval" / f"{method}-{name}")
             results.append(r)
-    print(f"\n| method | alone | self-discussion ({args.eval_rounds} round) | remark alignment |")
-    print("|---|---|---|---|")
+    find = {(r["method"], r["discussion"]): r for r in results}
+    shown = ["alone"] + [d for d in ("honest", "fixed") if d in args.discussions]
+    partner_name = args.eval_partner or "the warm-up"
+    heads = {"alone": "alone (95% CI)",
+             "honest": "honest self-discussion: alone → after (kept, fixed)",
+             "fixed": f"fixed partner, {partner_name}: alone → after (kept, fixed)"}
+
+    def cell(r):
+        pct = evaluation._pct
+        if r["mode"] == "single":
+            return f"{pct(r['accuracy'])}% ({pct(r['ci95'][0])}–{pct(r['ci95'][1])})"
+        return (f"{pct(r['per_round'][0]['accuracy'])} → {pct(r['accuracy'])} "
+                f"({pct(r['kept'])}, {pct(r['fixed'])})")
+    print(f"\n{len(examples)} {args.eval_split} questions, greedy; {args.eval_rounds} round(s)")
+    print("| method | " + " | ".join(heads[d] for d in shown) + " |")
+    print("|---" * (len(shown) + 1) + "|")
     for method in trained:
-        alone, self_ = (next(r for r in results if r["method"] == method and r["mode"] == m)
-                        for m in ("single", "self"))
-        print(f"| {method} | {alone['accuracy']:.1%} | {self_['accuracy']:.1%} | {self_['alignment']:.1%} |")
-    evaluation.write_json(out / "results.json", {"args": vars(args), "results": [
+        print(f"| {method} | " + " | ".join(cell(find[method, d]) for d in shown) + " |")
+
+    # Paired: each later learner against each earlier one, in every evaluation, same questions.
+    names = ["alone", *args.discussions]
+    pairs = [(find[b, d], find[a, d]) for d in names for a, b in itertools.combinations(trained, 2)]
+    paired = [dict(a=a["method"], b=b["method"], discussion=a["discussion"],
+                   **evaluation.paired(a, b)) for a, b in pairs]
+    if len(trained) > 1:
+        print("\npaired on the same questions: A − B in points (McNemar's exact p)")
+        print("| A − B | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for a, b in itertools.combinations(trained, 2):
+            row = [next(p for p in paired if (p["a"], p["b"], p["discussion"]) == (b, a, d))
+                   for d in names]
+            print(f"| {b} − {a} | " + " | ".join(
+                f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in row) + " |")
+    for note in evaluation.caveats(results):
+        print(f"note: {note}")
+    evaluation.write_json(out / "results.json", {"args": vars(args), "paired": paired, "results": [
         {k: v for k, v in r.items() if k != "predictions"} for r in results]})
-    evaluation.write_report(results, out / "report.html")
+    evaluation.write_report(results, out / "report.html", pairs=pairs,
+                            curves=learning_curves(out, trained))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.html'}, {out}/eval/*/predictions.jsonl, "
           f"checkpoints {out}/*/ckpt.pt")
+
+
+def learning_curves(out, phases):
+    """{'<phase> alone' / '<phase> honest': [(step, accuracy)]} from the phases' metrics.jsonl."""
+    curves = {}
+    for phase in phases:
+        path = out / phase / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows = [json.loads(line) for line in lines if line]
+        for key, name in (("val_alone", "alone"), ("val_honest", "honest")):
+            points = [(row["step"] + 1, row[key]) for row in rows if key in row]
+            if points:
+                curves[f"{phase} {name}"] = points
+    return curves
 
 
 # -----------------------------------------------------------------------------

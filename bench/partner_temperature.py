@@ -3,7 +3,8 @@ How often the partner's remarks carry their stance, by the partner's sampling te
 
 A greedy partner told to oppose a *right* answer tends to restate the right derivation: its
 slips are spread over many wrong values, so none of them wins the argmax. Sampling lets
-them through. This is why saie.py samples remarks at --partner-temperature 1.0.
+them through. This is why saie.py samples remarks at --partner-temperature 1.0. Measured on
+validation questions: a setting is chosen there, never on test.
 
     python bench/partner_temperature.py                                  # the shipped arith warm-up
     python bench/partner_temperature.py --model out/saie/ckpt.pt --n 300
@@ -25,15 +26,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(Path(__file__).resolve().parent.parent / "assets" / "arith-warmup.pt"))
     p.add_argument("--task", default="arith")
-    p.add_argument("--n", type=int, default=200, help="test questions")
+    p.add_argument("--n", type=int, default=200, help="validation questions")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.0, 0.7, 1.0])
     args = p.parse_args()
     model = GPT.from_pretrained(args.model)
     tok, task = data.get_tokenizer(model.tokenizer_spec), data.get_task(args.task)
-    examples = task.load(task.splits[-1])[: args.n]
+    examples = data.load_splits(task)["validation"][: args.n]
     stances = discuss.stances_for(len(examples), "both", random.Random(0))
     learner = discuss.Speaker(model, tok, 40, temperature=0.7)  # as in training
-    print(f"{args.model}: {len(examples)} {args.task} test questions, learner at temperature 0.7")
+    print(f"{args.model}: {len(examples)} validation questions, learner at temperature 0.7")
     for t in args.temperatures:
         partner = discuss.Speaker(model, tok, 40, temperature=t)
         trs = discuss.discuss(learner, partner, task, examples, stances, rounds=1, seed=1)

@@ -234,7 +234,7 @@ def test_arith_problems_and_slips_are_pinned():
     checkpoints and assets/arith-warmup.pt were made from these. Change the digests only on purpose."""
     train, test = data.generate_arith("train", 2000), data.generate_arith("test", 500)
     assert digest([(e.question, e.rationale, e.answer) for e in train]) == "34a6bbe71a0e34e1"
-    assert digest([(e.question, e.rationale, e.answer) for e in test]) == "875142f2f5198b1a"
+    assert digest([(e.question, e.rationale, e.answer) for e in test]) == "b98720dc3854dfcf"  # one per chain
     task, rng = data.get_task("arith"), random.Random(0)
     assert digest([task.wrong_target(e, rng) for e in train[:500]]) == "842257afb08f18cb"
 

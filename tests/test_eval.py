@@ -400,7 +400,8 @@ def test_save_writes_results_predictions_and_compare(tmp_path, capsys):
     assert not list(tmp_path.glob("*/*.tmp"))
     ev.main(["--compare", *(str(tmp_path / str(i) / "results.json") for i in range(4)), "--out", str(tmp_path / "cmp")])
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("| method | task | mode |") and len(table) == 6
+    assert table[0].startswith("| method | task | mode |") and table[6] == ""
+    assert len(table) == 12 and table[10].startswith("| sft · single | saie · single | 2 | +0.0 |")  # paired
     assert table[4].startswith("| saie | toy | single | 2 | 50.0 |")
     assert (tmp_path / "cmp" / "report.html").read_text().count('<details class="q"') == 8
 
@@ -496,4 +497,5 @@ def test_command_line_end_to_end(tiny, tmp_path, capsys):
     capsys.readouterr()
     ev.main(["--compare", str(tmp_path / "a" / "results.json"), str(tmp_path / "c" / "results.json")])
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 4 and "| self |" in out[2] and "| multi |" in out[3]
+    assert len(out) == 5 and "| self |" in out[2] and "| multi |" in out[3]
+    assert out[4].startswith("note: ROUGE on arith")   # marked, not shown as a finding

@@ -42,8 +42,8 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     trs = (tmp_path / "saie" / "transcripts.jsonl").read_text().splitlines()
     assert len(trs) == 4 * 4 and all(json.loads(t)["turns"][1]["speaker"] == "partner" for t in trs)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert {(r["method"], r["mode"]) for r in results["results"]} == \
-        {(m, d) for m in ("warmup", "sft", "saie") for d in ("single", "self")}
+    assert {(r["method"], r["discussion"]) for r in results["results"]} == \
+        {(m, d) for m in ("warmup", "sft", "saie") for d in ("alone", "honest", "fixed", "forced")}
     from tests.test_eval import assert_rows_match   # the report's table shows results.json, row by row
     assert_rows_match((tmp_path / "report.html").read_text(), results["results"])
     # The same number of steps from the same warm-up (tests/test_invariants.py checks the start), yet they differ.
