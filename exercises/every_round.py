@@ -7,7 +7,7 @@ compare accuracy by round with the default:
 
     python saie.py --method saie --rounds 2 --steps 80 --eval-rounds 3 --out out/rounds2
     python -m exercises.every_round --method saie --rounds 2 --steps 80 --eval-rounds 3 --out out/every-round
-    python eval.py --compare out/rounds2/eval/saie-self/results.json out/every-round/eval/saie-self/results.json
+    python eval.py --compare out/rounds2/eval/saie-forced/results.json out/every-round/eval/saie-forced/results.json
 """
 import sys
 

@@ -58,6 +58,7 @@ def test_a_bad_data_line_names_file_line_and_field(tmp_path, out_with_checkpoint
     out, ck = out_with_checkpoint
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "1 + 1 = 2\\n#### 2"}\n'
                                           '{"question": 5}\n')
+    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "1 + 1 = 2\\n#### 2"}\n')
     rc, _, err = command("saie.py", "--task", "gsm8k", "--init", "scratch", "--data-dir", tmp_path,
                          "--out", out, "--resume")
     line = one_error_line(rc, err)
