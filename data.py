@@ -683,18 +683,6 @@ def load_splits(task, data_dir=None):
             "validation": [ex for ex in train if held(ex)], "test": test}
 
 
-def load_task(name, split, data_dir=None):
-    return get_task(name).load(split, data_dir)
-
-
-def extract_answer(task, text):
-    return get_task(task).extract(text)
-
-
-def is_correct(task, text, example):
-    return get_task(task).is_correct(text, example)
-
-
 # -----------------------------------------------------------------------------
 # Tokenizers: tiktoken encodings with the few facts the rest of the code needs.
 

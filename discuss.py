@@ -60,9 +60,6 @@ class Transcript:
     id: str = ""
     turns: list[Turn] = field(default_factory=list)
 
-    def answers(self, speaker):
-        return [t.answer for t in self.turns if t.speaker == speaker]
-
     def to_json(self, **extra):
         return json.dumps({**extra, **asdict(self)})
 

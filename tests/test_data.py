@@ -72,7 +72,7 @@ def test_gsm8k_loader_formats_and_calculator_notes(tmp_path):
     # data_dir may also be the parent folder holding gsm8k/
     (tmp_path / "parent" / "gsm8k").mkdir(parents=True)
     write_jsonl(tmp_path / "parent" / "gsm8k" / "test.jsonl", GSM_ROWS[:2])
-    assert len(data.load_task("gsm8k", "test", tmp_path / "parent")) == 2
+    assert len(data.get_task("gsm8k").load("test", tmp_path / "parent")) == 2
 
 
 def test_multiple_choice_loaders_accept_both_csqa_layouts_and_mmlu_csv(tmp_path):
@@ -117,15 +117,15 @@ def test_multiple_choice_loaders_accept_both_csqa_layouts_and_mmlu_csv(tmp_path)
     ("it is \u22125 degrees", "-5"), ("-0", "0"), ("no number here", None), ("", None), ("####", None),
 ])
 def test_number_extraction(text, expected):
-    assert data.extract_answer("gsm8k", text) == expected
-    assert data.extract_answer("arith", text) == expected
+    assert data.get_task("gsm8k").extract(text) == expected
+    assert data.get_task("arith").extract(text) == expected
 
 
 def test_number_answers_compare_numerically():
     ex = Example("q", "", "1000")
     for text, ok in [("#### 1,000", True), ("1000.0", True), ("$1000.", True), ("#### 999", False), ("none", False)]:
-        assert data.is_correct("gsm8k", text, ex) is ok
-    assert data.is_correct("gsm8k", "#### -3", Example("q", "", "-3"))
+        assert data.get_task("gsm8k").is_correct(text, ex) is ok
+    assert data.get_task("gsm8k").is_correct("#### -3", Example("q", "", "-3"))
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -214,7 +214,7 @@ def test_arith_is_deterministic_and_its_splits_are_disjoint():
     generate = data.generate_arith.__wrapped__  # bypass the cache: really generate twice
     assert generate("train", 300, seed=5) == generate("train", 300, seed=5)
     assert generate("train", 300, seed=5) != generate("train", 300, seed=6)
-    train, test = data.load_task("arith", "train"), data.load_task("arith", "test")
+    train, test = data.get_task("arith").load("train"), data.get_task("arith").load("test")
     # By construction: a hash of the chain of numbers and operations picks the split ...
     steps = lambda ex: [(int(a), op, int(b), int(r)) for a, op, b, r in data.STEP.findall(ex.rationale)]
     assert all(data.arith_split(steps(ex)) == "train" for ex in train)
@@ -395,7 +395,7 @@ def test_bad_gsm8k_files_raise_one_line_errors(tmp_path, monkeypatch, content, w
     path = tmp_path / "train.jsonl"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     with pytest.raises(DataError) as e:
-        data.load_task("gsm8k", "train", tmp_path)
+        data.get_task("gsm8k").load("train", tmp_path)
     msg = str(e.value)
     assert f"train.jsonl{where}" in msg and words in msg and "\n" not in msg
 
@@ -404,28 +404,28 @@ def test_bad_multiple_choice_files(tmp_path):
     row = {"question": "q", "choices": {"label": list("ABCDE"), "text": list("vwxyz")}, "answerKey": "Z"}
     write_jsonl(tmp_path / "dev.jsonl", [row])
     with pytest.raises(DataError, match=r"dev.jsonl:1: field 'answerKey'"):
-        data.load_task("csqa", "validation", tmp_path)
+        data.get_task("csqa").load("validation", tmp_path)
     write_jsonl(tmp_path / "dev.jsonl", [{**row, "answerKey": "A", "choices": {"label": list("AB"), "text": ["v", "w"]}}])
     with pytest.raises(DataError, match=r"dev.jsonl:1: field 'choices'"):
-        data.load_task("csqa", "validation", tmp_path)
+        data.get_task("csqa").load("validation", tmp_path)
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "x_test.csv").write_text("q,a,b,c,d,A\nq,a,b,c,B\n")
     with pytest.raises(DataError, match=r"x_test.csv:2: expected 6 columns"):
-        data.load_task("mmlu", "test", tmp_path)
+        data.get_task("mmlu").load("test", tmp_path)
     (tmp_path / "test" / "x_test.csv").write_bytes(b"q,a,b,c,d,A\nq\xff,a,b,c,d,B\n")
     with pytest.raises(DataError, match=r"x_test.csv:\d+: not UTF-8"):
-        data.load_task("mmlu", "test", tmp_path)
+        data.get_task("mmlu").load("test", tmp_path)
 
 
 def test_unknown_task_split_or_missing_files(tmp_path):
     with pytest.raises(DataError, match="unknown task 'nope'"):
         data.get_task("nope")
     with pytest.raises(DataError, match="no split 'dev'"):
-        data.load_task("gsm8k", "dev", tmp_path)
+        data.get_task("gsm8k").load("dev", tmp_path)
     with pytest.raises(DataError, match=f"no gsm8k test file .* in {tmp_path}"):
-        data.load_task("gsm8k", "test", tmp_path)
+        data.get_task("gsm8k").load("test", tmp_path)
     with pytest.raises(DataError, match="no mmlu test folder"):
-        data.load_task("mmlu", "test", tmp_path)
+        data.get_task("mmlu").load("test", tmp_path)
 
 
 # -----------------------------------------------------------------------------
@@ -503,7 +503,7 @@ def test_default_downloads_go_to_the_cache(tmp_path, monkeypatch):
     body = (GOOD * 3).encode()
     requests = fake_urlopen(monkeypatch, body=body)
     monkeypatch.setitem(data.GSM8K.urls, "train", ("https://example.com/train.jsonl", hashlib.sha256(body).hexdigest()))
-    assert len(data.load_task("gsm8k", "train")) == 3
+    assert len(data.get_task("gsm8k").load("train")) == 3
     assert (tmp_path / "data" / "gsm8k" / "train.jsonl").read_bytes() == body and len(requests) == 1
 
 
@@ -521,7 +521,7 @@ def test_tar_extraction_stays_inside_its_folder(tmp_path):
     data._extract_tar(tar_path, dest)
     assert [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()] == ["data/dev/a_dev.csv"]
     assert not (tmp_path / "evil.txt").exists() and not (dest / "data/dev/link.csv").exists()
-    assert data.load_task("mmlu", "dev", dest)[0].answer == "A"
+    assert data.get_task("mmlu").load("dev", dest)[0].answer == "A"
 
 
 # -----------------------------------------------------------------------------
