@@ -13,6 +13,7 @@ import discuss
 import eval as ev
 import saie
 from model import GPT, load_checkpoint
+from tests.test_discuss import ChatTok  # a character-level stand-in for the Llama 3 tokenizer
 from tests.test_saie import TINY
 
 TASK = data.get_task("arith")
@@ -36,22 +37,6 @@ class Scripted:
         self.prompts += texts
         return [self.tok.encode(PARTNER_TEXT if t.endswith(tuple(discuss.OPENER.values())) else LEARNER_TEXT)
                 for t in texts]
-
-
-class ChatTok:
-    """A character-level stand-in for the Llama 3 tokenizer: renders the chat template, reads it back."""
-    names = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-    chat, n_vocab, name = True, 300, "fake-chat"
-    bos, eot = 256, 259
-
-    def special(self, name):
-        return 256 + self.names.index(name)
-
-    def encode(self, s):
-        return list(s.encode())
-
-    def decode(self, ids):
-        return "".join(self.names[i - 256] if i >= 256 else chr(i) for i in ids)
 
 
 def rows(tok, seqs):

@@ -11,11 +11,16 @@ from exercises import harness
 from model import GPT, GPTConfig
 
 
-def test_discussion_batches_match_saie_batches(tmp_path):
+def tiny_speaker():
+    """arith's tokenizer and task, and a tiny random model that samples 6-token turns."""
     tok, task = data.get_tokenizer("arith"), data.get_task("arith")
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=128, n_layer=1, n_head=2, n_embd=16))
-    sp = discuss.Speaker(model, tok, 6, temperature=1.0)
+    return tok, task, discuss.Speaker(model, tok, 6, temperature=1.0)
+
+
+def test_discussion_batches_match_saie_batches(tmp_path):
+    tok, task, sp = tiny_speaker()
     args = types.SimpleNamespace(batch_size=4, seed=3, stance="both", rounds=2, plain_weight=0.5)
     exs = task.load("test")[:20]
     ours = harness.discussion_batches()(sp, sp, tok, task, exs, args, 0, 1, 1, tmp_path / "a.jsonl")
@@ -53,10 +58,7 @@ def test_swapped_lets_a_replacement_call_the_original():
 def test_discussion_batches_train_what_make_sequences_returns(monkeypatch):
     """The harness plugs the exercise's rows in: the batches carry make_sequences' rows and weights, built
     from this batch's transcripts and questions, and saie.main trains on harness.run's batches."""
-    tok, task = data.get_tokenizer("arith"), data.get_task("arith")
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=128, n_layer=1, n_head=2, n_embd=16))
-    sp = discuss.Speaker(model, tok, 6, temperature=1.0)
+    tok, task, sp = tiny_speaker()
     args = types.SimpleNamespace(batch_size=4, seed=3, stance="both", rounds=1, plain_weight=0.5)
     exs = task.load("test")[:20]
     seen = []
