@@ -151,9 +151,8 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
     """The honest partner answers each question on its own, once; each remark then opens with
     "I agree." when that answer is the learner's latest one, else "I disagree.", followed by the
     partner's own derivation. Turns and seeds as in discuss.discuss(final_answer=True)."""
-    alone = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
-    own = partner.speak(alone, "learner", seed=seed + 2 * rounds + 1)
     trs = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
+    own = partner.speak(trs, "learner", seed=seed + 2 * rounds + 1)  # asked alone: no turns yet
     for r in range(rounds):
         add_turns(trs, learner, "learner", task, seed=seed + 2 * r)
         for tr, text in zip(trs, own):
