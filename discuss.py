@@ -204,21 +204,34 @@ def learner_sequence(tok, tr, target):
     return [(s, False) for s in render(tok, tr, "learner")] + turn_segments(tok, target)
 
 
-def remark_sequences(tok, task, examples, rng):
-    """Teach a base partner the remark format (the 'trained' partner mode).
+def scripted_discussion(task, ex, rng):
+    """A pre-written round, no model involved: the learner's answer is the gold one or a plausible wrong
+    one; a `support` remark restates the derivation that reaches it, an `oppose` remark gives one that
+    reaches another answer (the gold one when the learner was wrong, a slipped one when it was right)."""
+    right = rng.random() < 0.5
+    answer = task.target(ex) if right else task.wrong_target(ex, rng)
+    stance = rng.choice(STANCES)
+    remark = answer if stance == "support" else (task.wrong_target(ex, rng) if right else task.target(ex))
+    return Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)]), remark
 
-    The learner's answer is the gold one or a plausible wrong one; `support` restates
-    the derivation that reaches the learner's answer, `oppose` gives one that reaches
-    another answer: the gold one when the learner was wrong, a slipped one when it was right.
-    """
+
+def remark_sequences(tok, task, examples, rng):
+    """Teach a base partner the remark format (the 'trained' partner mode) on scripted rounds."""
     seqs = []
     for ex in examples:
-        right = rng.random() < 0.5
-        answer = task.target(ex) if right else task.wrong_target(ex, rng)
-        stance = rng.choice(STANCES)
-        remark = answer if stance == "support" else (task.wrong_target(ex, rng) if right else task.target(ex))
-        tr = Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)])
+        tr, remark = scripted_discussion(task, ex, rng)
         seqs.append([(s, False) for s in render(tok, tr, "partner")] + turn_segments(tok, remark))
+    return seqs
+
+
+def scripted_sequences(tok, task, examples, rng):
+    """The format control: the learner's next turn after a scripted round, its target the gold answer.
+    The same transcript shape as SAIE's, but nobody generated it: the format without the discussion."""
+    seqs = []
+    for ex in examples:
+        tr, remark = scripted_discussion(task, ex, rng)
+        tr.turns.append(Turn("partner", f"{OPENER[tr.stance]} {remark}", task.extract(remark), tr.stance))
+        seqs.append(learner_sequence(tok, tr, task.target(ex)))
     return seqs
 
 

@@ -85,9 +85,10 @@ def parse_args(argv=None):
     p.add_argument("--n-embd", type=int, default=128, help="scratch model: width")
     p.add_argument("--block-size", type=int, default=None, help="scratch model: context length")
     # method
-    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft", "warmup"],
-                   help="compare = SFT and SAIE from the same warm-up, then evaluate both; "
-                   "warmup = the warm-up alone, exported as a weights-only model.pt")
+    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft", "scripted", "warmup"],
+                   help="compare = SFT and SAIE from the same warm-up, then evaluate both; scripted = "
+                   "the format control, SFT on pre-written discussions and plain pairs; warmup = the "
+                   "warm-up alone, exported as a weights-only model.pt")
     p.add_argument("--stance", default=None, choices=["both", "support", "oppose"],
                    help="the partner's stance per question (default both: 50/50 with the seed)")
     p.add_argument("--rounds", type=int, default=None, help="discussion rounds per question (default 1)")
@@ -231,6 +232,15 @@ def discussion_sequences(tok, task, transcripts, examples, args):
     seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(transcripts, examples)]
     seqs += [discuss.answer_sequence(tok, task, ex) for ex in examples]
     return seqs, [1.0] * len(examples) + [args.plain_weight] * len(examples)
+
+
+def scripted_batches(tok, task, examples, args, rank, world, start):
+    """The format control: SFT on pre-written discussions (discuss.scripted_sequences) and the plain
+    pairs, weighted as in SAIE; no model speaks, so it costs what SFT on twice the rows costs."""
+    for i, exs in question_batches(examples, args, rank, world, start):
+        seqs = discuss.scripted_sequences(tok, task, exs, random.Random(hash_seed(args.seed, i, rank)))
+        seqs += [discuss.answer_sequence(tok, task, ex) for ex in exs]
+        yield seqs, [1.0] * len(exs) + [args.plain_weight] * len(exs), {}
 
 
 def saie_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path,
@@ -477,6 +487,8 @@ def main(argv=None):
         extra = {"remarks": remarks, "method": method}
         if method == "sft":
             make = lambda s: sft_batches(tok, task, main_set, args, rank, world, s, False)
+        elif method == "scripted":
+            make = lambda s: scripted_batches(tok, task, main_set, args, rank, world, s)
         else:
             learner = discuss.Speaker(model, tok, args.max_turn_tokens, temperature=args.temperature)
             path = out / "saie" / "transcripts.jsonl" if rank == 0 else None

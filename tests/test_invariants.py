@@ -89,6 +89,45 @@ def test_saie_rows_target_the_gold_turn_and_plain_pairs_carry_plain_weight(round
         assert [s for _, s in rows(TOK, sft_seqs)] == [gold_turn(e) for e in sft_ex]
 
 
+def test_the_format_control_trains_scripted_discussions_and_speaks_no_turn(tmp_path, monkeypatch):
+    """--method scripted: per question one pre-written discussion (a gold or slipped answer, then a remark
+    that carries its stance) and the plain pair at --plain-weight, the gold turn the only target; and no
+    model generates a turn while it trains."""
+    seen, generated = [], []
+    forward, generate = GPT.forward, GPT.generate
+
+    def spy_forward(self, idx, targets=None, weights=None):
+        if targets is not None and self.training:
+            seen.extend((idx[r].tolist(), targets[r].tolist(), weights[r].item()) for r in range(len(idx)))
+        return forward(self, idx, targets, weights)
+
+    def spy_generate(self, *a, **k):
+        generated.append(len(a[0]))
+        return generate(self, *a, **k)
+
+    monkeypatch.setattr(GPT, "forward", spy_forward)
+    monkeypatch.setattr(GPT, "generate", spy_generate)
+    saie.main(TINY + ["--method", "scripted", "--warmup-steps", "0", "--steps", "3", "--plain-weight", "0.3",
+                      "--eval-limit", "2", "--discussions", "--out", str(tmp_path)])
+    golds = {ex.question: gold_turn(ex) for ex in TASK.load("train")}
+    kinds = []
+    for idx, targets, w in seen:
+        first = next(i for i, t in enumerate(targets) if t != -100)
+        context, target = TOK.decode(idx[: first + 1]), TOK.decode([t for t in targets if t != -100])
+        question = re.match(r"Question: (.*?)\n", context)[1]
+        assert target == golds[question]
+        if context == f"Question: {question}\nAnswer:":
+            kinds.append(("plain", w))
+            continue
+        kinds.append(("discussion", w))
+        turns = re.fullmatch(r"Question: .*?\nAnswer: (.*?)<\|endoftext\|>\nPartner: (I agree\.|I disagree\.) "
+                             r"(.*?)<\|endoftext\|>\nAnswer:", context, re.S)
+        answer, opener, remark = turns[1], turns[2], turns[3]
+        assert (TASK.extract(answer) == TASK.extract(remark)) == (opener == "I agree.")
+    assert sorted(kinds) == [("discussion", 1.0)] * 12 + [("plain", pytest.approx(0.3))] * 12
+    assert generated == [2, 2]  # the evaluation alone (warm-up, then scripted) generated anything
+
+
 def test_what_the_optimizer_gets_and_where_each_arm_starts(tmp_path, monkeypatch):
     """One compare run, spied on: every training forward's rows (by phase), the weights each phase starts
     and ends with, and the weights each evaluated row was computed from."""

@@ -1,0 +1,163 @@
+"""
+The study: does SAIE beat plain fine-tuning on arith, and do both stances beat one?
+
+    python experiments/arith.py              # every run, resumable; about 4 CPU hours, 2 workers
+    python experiments/arith.py --tables     # the tables from whatever runs have finished
+
+Everything below is declared before any test run: the grid, the rule that picks from it
+(validation accuracy alone), the seeds, the arms. Each run is one `saie.py` command on one
+thread; its folder under experiments/runs/ (never committed) holds checkpoints, and a run with a
+results.json is done. The tables go to experiments/results/ (committed): every run, every seed.
+
+Stages:
+  1. grid (validation, seed 1337, the shipped warm-up): each arm's learning rate, and SAIE's
+     --plain-weight; warm-ups from scratch for seeds 1 and 2.
+  2. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
+     start-up cancels), which sets the matched-compute SFT's steps.
+  3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up: SFT, SAIE, SAIE
+     support-only, SAIE oppose-only, the format control, SFT with SAIE's compute; and at the capacity
+     point (6 layers, 256 wide; one seed) SFT and SAIE at the settings chosen at the small size.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import eval as evaluation  # noqa: E402
+
+RUNS, RESULTS = ROOT / "experiments" / "runs", ROOT / "experiments" / "results"
+# Shared by every run: one thread each (two run side by side on 2 cores), turns capped at 24 tokens
+# (the longest gold turn is 21), the fixed partner and honest self-discussion at evaluation.
+COMMON = ["--max-turn-tokens", "24", "--discussions", "honest", "fixed"]
+GRID = {  # arm -> candidate settings; the one with the best validation accuracy alone is chosen
+    "sft": [["--lr", lr] for lr in ("5e-4", "1e-3", "2e-3")],
+    "saie": [["--lr", lr, "--plain-weight", w] for lr in ("5e-4", "1e-3") for w in ("1", "3")],
+}
+# The format control (--method scripted) takes SAIE's chosen settings: the one difference from SAIE is
+# that its discussions were written in advance instead of spoken by the learner and the partner.
+SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 1337); 1 and 2 warm up afresh
+CAPACITY = ["--n-layer", "6", "--n-head", "8", "--n-embd", "256"]
+VALIDATION = ["--eval-split", "validation", "--eval-limit", "1000"]
+TEST = ["--eval-split", "test", "--eval-limit", "2000", "--eval-every", "50", "--curve-limit", "200"]
+
+
+def run(name, args, log):
+    """One saie.py run in RUNS/name, resumed if it was cut off; returns its folder. Its CPU seconds
+    (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
+    out = RUNS / name
+    if (out / "results.json").exists():
+        return out
+    cmd = [sys.executable, str(ROOT / "saie.py"), *args, "--out", str(out)]
+    if any(out.glob("*/ckpt.pt")):
+        cmd.append("--resume")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    log(f"start {name}: {' '.join(cmd[2:])}")
+    with open(out / "log.txt", "a") as f:
+        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"arith.py: error: run {name} failed; see {out / 'log.txt'}")
+    cpu = usage.ru_utime + usage.ru_stime
+    (out / "cpu.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": time.time() - t0}))
+    log(f"done  {name}: {cpu:.0f} CPU s, {time.time() - t0:.0f} s")
+    return out
+
+
+def cpu(out):
+    return json.loads((out / "cpu.json").read_text())["cpu_s"]
+
+
+def alone(out, method):
+    r = json.loads((out / "results.json").read_text())["results"]
+    return next(x["accuracy"] for x in r if x["method"] == method and x["discussion"] == "alone")
+
+
+def grid_name(arm, setting):
+    return f"grid/{arm}" + "".join(f"_{k.lstrip('-')}{v}" for k, v in zip(setting[::2], setting[1::2]))
+
+
+def chosen(arm):
+    """The arm's grid setting with the best validation accuracy alone (ties: the first listed)."""
+    scores = [(alone(RUNS / grid_name(arm, s), arm), -i, s) for i, s in enumerate(GRID[arm])]
+    return max(scores)[2]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=2, help="runs side by side (each on one thread)")
+    p.add_argument("--tables", action="store_true", help="only write the tables of finished runs")
+    args = p.parse_args(argv)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    logf = open(RUNS / "study.log", "a")
+
+    def log(msg):
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    if args.tables:
+        return tables()
+    pool = ThreadPoolExecutor(args.workers)
+    submit = lambda name, a: pool.submit(run, name, a, log)
+
+    # 1. The grid on validation, and the warm-ups of seeds 1 and 2.
+    grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID for s in GRID[arm]]
+    warm = [submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
+                                      *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]]
+    [f.result() for f in grid]
+    best = {arm: chosen(arm) for arm in GRID}
+    best["scripted"] = best["saie"]
+    log(f"chosen on validation: {best}")
+
+    # 2. What a step costs, for the matched-compute SFT.
+    cost = {arm: [submit(f"cost/{arm}-{n}", ["--method", arm, *best[arm], *COMMON, "--steps", str(n),
+                                              "--eval-split", "validation", "--eval-limit", "1", "--discussions"])
+                      for n in (20, 60)]
+            for arm in ("sft", "saie")}
+    per_step = {arm: (cpu(f60.result()) - cpu(f20.result())) / 40 for arm, (f20, f60) in cost.items()}
+    matched = int(round(300 * per_step["saie"] / per_step["sft"] / 50) * 50)
+    (RUNS / "cost.json").write_text(json.dumps({"cpu_s_per_step": per_step, "matched_steps": matched}))
+    log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
+
+    # 3. The headline on test, once.
+    [f.result() for f in warm]
+    jobs = []
+    for seed in SEEDS:
+        init = [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
+                                        "--warmup-steps", "0"]
+        base = [*init, "--seed", str(seed), *COMMON, *TEST]
+        jobs += [submit(f"test/{seed}/sft", ["--method", "sft", *best["sft"], *base]),
+                 submit(f"test/{seed}/saie", ["--method", "saie", *best["saie"], *base]),
+                 submit(f"test/{seed}/saie-support", ["--method", "saie", "--stance", "support", *best["saie"], *base]),
+                 submit(f"test/{seed}/saie-oppose", ["--method", "saie", "--stance", "oppose", *best["saie"], *base]),
+                 submit(f"test/{seed}/scripted", ["--method", "scripted", *best["scripted"], *base]),
+                 submit(f"test/{seed}/sft-matched", ["--method", "sft", *best["sft"], "--steps", str(matched), *base])]
+    big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
+                                          *VALIDATION, "--discussions"])  # last: the longest, and needed last
+    big_warm.result()
+    big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
+           "--seed", "1337", *COMMON, *TEST]
+    jobs += [submit("test/capacity/sft", ["--method", "sft", *best["sft"], *big]),
+             submit("test/capacity/saie", ["--method", "saie", *best["saie"], *big])]
+    [f.result() for f in jobs]
+    tables()
+    log("study complete")
+
+
+def tables():
+    """experiments/results/*.json and *.csv from the finished runs (an unfinished run is left out)."""
+    print("tables: not written yet")
+
+
+if __name__ == "__main__":
+    main()
