@@ -54,10 +54,33 @@ class Example:
 
 
 # -----------------------------------------------------------------------------
-# Files: a cache folder, HTTPS downloads that never leave half a file, robust readers.
+# Files: a cache folder, writes and HTTPS downloads that never leave half a file, robust readers.
 
 def cache_dir(*parts):
     return Path(os.environ.get("SAIE_CACHE") or "~/.cache/saie").expanduser().joinpath(*parts)
+
+
+def write_atomic(path, content):
+    """Write path all or nothing. content is text, bytes, or write(f) filling a binary file; it
+    goes to a temp file beside path, reaches the disk, then one rename replaces path. On any
+    error the temp file goes and path is as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old file or the new
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def _sha256(path):
@@ -74,11 +97,10 @@ def download(url, path, sha256=None, token=None):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     headers = {"User-Agent": "saie"} | ({"Authorization": f"Bearer {token}"} if token else {})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
+
+    def fetch(f):
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, \
-                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
             if not r.geturl().startswith("https://"):  # a redirect must not downgrade us to http
                 raise OSError(f"redirected to {r.geturl()}")
             while chunk := r.read(1 << 20):
@@ -88,18 +110,16 @@ def download(url, path, sha256=None, token=None):
             if expected is not None and f.tell() != int(expected):
                 raise OSError(f"connection closed after {f.tell()} of {expected} bytes")
         if sha256 and h.hexdigest() != sha256:
-            raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; nothing saved")
-        os.replace(tmp, path)
+            raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; "
+                            f"nothing saved")
+    try:
+        return write_atomic(path, fetch)
     except DataError:
         raise
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError are OSErrors
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local copy "
-                        f"(--data-dir for data sets, a local directory for models)") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local "
+                        f"copy (--data-dir for data sets, a local directory for models)") from None
 
 
 def hub_file(repo, filename):

@@ -39,10 +39,8 @@ import argparse
 import html
 import json
 import math
-import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -342,27 +340,16 @@ def remark_stats(task, examples, groups):
 # Output: results.json, predictions.jsonl, report.html (each written atomically)
 
 
-def write_atomic(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())  # on disk before the rename, so a crash leaves the old file or the new one
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_json(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    data.write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def save(results, out_dir):
     """results.json (everything but the predictions), predictions.jsonl, report.html."""
     out = Path(out_dir)
     write_json(out / "results.json", {k: v for k, v in results.items() if k != "predictions"})
-    write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in results["predictions"]))
+    data.write_atomic(out / "predictions.jsonl",
+                      "".join(json.dumps(p) + "\n" for p in results["predictions"]))
     write_report([results], out / "report.html")
 
 
@@ -593,7 +580,7 @@ def write_report(results_list, path, pairs=None, curves=None):
     if curves:
         page += ["<h2>Learning curves</h2>", _curves(curves)]
     page += ["<h2>Transcripts</h2>", _browser(results_list), f"<script>{JS}</script></body></html>"]
-    write_atomic(path, "\n".join(page) + "\n")
+    data.write_atomic(path, "\n".join(page) + "\n")
 
 # -----------------------------------------------------------------------------
 # Command line

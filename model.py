@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
+
 
 @dataclass
 class GPTConfig:
@@ -400,16 +402,7 @@ def save_checkpoint(path, model, **extra):
     state = {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()}
     obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
            "model": state, **extra}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    data.write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path):
@@ -623,11 +616,9 @@ def _download(name):
     if repo.count("/") != 1:
         raise WeightsError(f"{name}: not a file, a directory or a hub repo name "
                            f"(gpt2, gpt2-medium, meta-llama/...)")
-    from data import hub_file
-
     def fetch(filename):
         try:
-            return Path(hub_file(repo, filename))
+            return Path(data.hub_file(repo, filename))
         except Exception as e:
             raise WeightsError(
                 f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a "

@@ -308,7 +308,7 @@ def trim_jsonl(path, last_step):
     if not path.exists():
         return
     keep = [l for l in path.read_text().splitlines(True) if l.strip() and json.loads(l)["step"] < last_step]
-    evaluation.write_atomic(path, "".join(keep))
+    data.write_atomic(path, "".join(keep))
 
 
 def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curve=None):
