@@ -429,6 +429,19 @@ def validation_curve(tok, task, examples, args):
     return point
 
 
+def warm_up(model, tok, task, examples, args, rank, world, curve=None):
+    """The warm-up: plain fine-tuning (question -> gold) on its own subset of the training set, so
+    that the learner answers in the task's format before it discusses. A model that cannot be told
+    its stance (no chat template) also learns the partner's remark role here. Returns the model
+    and whether it learned that role (stored as `remarks` in its checkpoints)."""
+    remarks = evaluation.partner_mode_for(tok, remarks=False) == "reflect"
+    batches = lambda s: sft_batches(tok, task, examples, args, rank, world, s, remarks,
+                                    args.warmup_seed)
+    model = train("warmup", model, batches, args.warmup_steps, tok, args, rank, world,
+                  {"remarks": remarks}, curve)
+    return model, remarks
+
+
 def main(argv=None):
     args = parse_args(argv)
     rank, world = setup_distributed(args)
@@ -449,21 +462,15 @@ def main(argv=None):
     shuffled = random.Random(0).sample(train_set, len(train_set))
     warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
 
-    # Warm-up: plain fine-tuning on a subset; a base partner also learns the remark format here.
     model = build_model(args)
     tok = data.get_tokenizer(model.tokenizer_spec)
     model.to(args.device)
-    # A model that cannot be told its stance learns the remark role in warm-up.
-    remarks = evaluation.partner_mode_for(tok, remarks=False) == "reflect"
-    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args) if args.eval_every
-             else None)
+    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args)
+             if args.eval_every else None)
     log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
               f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
               f"parameters on {args.device} x{world}")
-    warm_batches = lambda s: sft_batches(tok, task, warm_set, args, rank, world, s, remarks,
-                                         args.warmup_seed)
-    model = train("warmup", model, warm_batches, args.warmup_steps, tok, args, rank, world,
-                  {"remarks": remarks}, curve)
+    model, remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
