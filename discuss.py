@@ -285,7 +285,7 @@ class Table:
     def speaker(self, path, temperature):
         """(name, Speaker) of a checkpoint: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for ours."""
         from eval import method_name  # not at the top: eval.py imports this module
-        model, tok, remarks = self.load(path)
+        model, tok, _ = self.load(path)
         return method_name(path), Speaker(model, tok, self.args.max_turn_tokens, temperature)
 
     def start(self, ex):
@@ -351,8 +351,8 @@ class Table:
         """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
         instructions."""
         from eval import partner_mode_for  # the one place that decides how a model can remark
-        model, tok, remarks = self.load(self.args.partner)
-        if partner_mode_for(tok, remarks) != "reflect":
+        model, tok, learned_remarks = self.load(self.args.partner)
+        if partner_mode_for(tok, learned_remarks) != "reflect":
             return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
         print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and cannot "
               f"follow instructions: pick another --partner")

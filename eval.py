@@ -136,13 +136,13 @@ def _rate(k, n):
 # The modes
 
 
-def partner_mode_for(tok, remarks, stance="both"):
+def partner_mode_for(tok, learned_remarks, stance="both"):
     """How a model remarks as partner; the one place this is decided (saie.py asks it too).
-    honest: it only answers, any model can; prompted: a chat model is told its stance; trained: it
-    learned the remark format in warm-up (`remarks`); reflect: neither, so no remark at all."""
+    honest: it only answers, any model can; prompted: a chat model is told its stance; trained:
+    it learned the remark format in warm-up (`learned_remarks`); reflect: neither, so no remark."""
     if stance == "honest":
         return "honest"
-    return "prompted" if tok.chat else "trained" if remarks else "reflect"
+    return "prompted" if tok.chat else "trained" if learned_remarks else "reflect"
 
 
 def honest_discussion(learner, partner, task, examples, rounds, seed=0):
@@ -198,13 +198,13 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
 
 def evaluate(model, tok, task, examples, mode="single", partner=None, partner_tok=None, rounds=1,
              stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
-             max_new_tokens=256, batch_size=32, seed=0, log=None, partner_remarks=True,
+             max_new_tokens=256, batch_size=32, seed=0, log=None, partner_learned_remarks=True,
              partner_temperature=None, memory=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, and the discussion's dynamics.
 
     mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
     stance: honest, or a forced stance (both | support | oppose); see the module's docstring.
-    partner_mode: overrides partner_mode_for(partner_tok, partner_remarks, stance).
+    partner_mode: overrides partner_mode_for(partner_tok, partner_learned_remarks, stance).
     partner_temperature: the partner's sampling (default HONEST_TEMPERATURE if honest, else temperature).
     batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
     memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
@@ -229,7 +229,8 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         elif partner is None:
             raise ValueError("mode multi needs a partner model")
         partner_tok = partner_tok or tok
-        partner_mode = partner_mode or partner_mode_for(partner_tok, partner_remarks, stance)
+        partner_mode = (partner_mode
+                        or partner_mode_for(partner_tok, partner_learned_remarks, stance))
         if partner_mode == "reflect" and mode == "multi":
             raise ValueError("the partner can neither follow instructions nor was trained to remark")
         if partner_temperature is None:
@@ -587,10 +588,12 @@ def write_report(results_list, path, pairs=None, curves=None):
 
 
 def load_model(name_or_path, device):
-    """(model, tokenizer, remarks): remarks = the checkpoint learned the remark format in warm-up."""
-    remarks = Path(name_or_path).is_file() and bool(load_checkpoint(name_or_path).get("remarks", False))
+    """(model, tokenizer, learned_remarks): whether the checkpoint learned the remark format in
+    warm-up (its `remarks` field)."""
+    learned_remarks = (Path(name_or_path).is_file()
+                       and bool(load_checkpoint(name_or_path).get("remarks", False)))
     model = GPT.from_pretrained(name_or_path, device=device).eval()
-    return model, data.get_tokenizer(model.tokenizer_spec), remarks
+    return model, data.get_tokenizer(model.tokenizer_spec), learned_remarks
 
 
 def method_name(path):
@@ -680,17 +683,19 @@ def main(argv=None):
     partner = partner_tok = None
     try:
         examples = task.load(split, args.data_dir)[:args.limit]
-        model, tok, remarks = load_model(name, device)
+        model, tok, partner_learned_remarks = load_model(name, device)  # mode self: its own copy
         if args.mode == "multi":
-            partner, partner_tok, remarks = load_model(args.partner, device)  # remarks: the partner's
+            partner, partner_tok, partner_learned_remarks = load_model(args.partner, device)
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
-    if args.mode == "multi" and partner_mode_for(partner_tok, remarks, args.stance) == "reflect":
+    if (args.mode == "multi"
+            and partner_mode_for(partner_tok, partner_learned_remarks, args.stance) == "reflect"):
         raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions nor "
                          f"was trained to remark (no 'remarks' in its checkpoint); --stance honest "
                          f"needs neither")
-    results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner, partner_tok=partner_tok,
-                       rounds=args.rounds, stance=args.stance, partner_remarks=remarks,
+    results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner,
+                       partner_tok=partner_tok, rounds=args.rounds, stance=args.stance,
+                       partner_learned_remarks=partner_learned_remarks,
                        partner_temperature=args.partner_temperature,
                        temperature=args.temperature, samples=args.samples, agents=args.agents,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,

@@ -215,12 +215,12 @@ def question_batches(examples, args, rank, world, start, seed=None):
         yield i, [examples[j] for j in idx]
 
 
-def sft_batches(tok, task, examples, args, rank, world, start, remarks, seed=None):
+def sft_batches(tok, task, examples, args, rank, world, start, learn_remarks, seed=None):
     """Plain fine-tuning: question -> gold. In warm-up a base partner also learns to remark."""
     seed = args.seed if seed is None else seed
     for i, exs in question_batches(examples, args, rank, world, start, seed):
         seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
-        if remarks:  # half as many remark examples as answers: the partner's role needs less practice
+        if learn_remarks:  # half as many remark rows as answers: that role needs less practice
             seqs += discuss.remark_sequences(tok, task, exs[: len(exs) // 2],
                                              random.Random(f"{seed}-remark-{i}"))
         yield seqs, [1.0] * len(seqs), {}
@@ -434,12 +434,12 @@ def warm_up(model, tok, task, examples, args, rank, world, curve=None):
     that the learner answers in the task's format before it discusses. A model that cannot be told
     its stance (no chat template) also learns the partner's remark role here. Returns the model
     and whether it learned that role (stored as `remarks` in its checkpoints)."""
-    remarks = evaluation.partner_mode_for(tok, remarks=False) == "reflect"
-    batches = lambda s: sft_batches(tok, task, examples, args, rank, world, s, remarks,
+    learned_remarks = evaluation.partner_mode_for(tok, learned_remarks=False) == "reflect"
+    batches = lambda s: sft_batches(tok, task, examples, args, rank, world, s, learned_remarks,
                                     args.warmup_seed)
     model = train("warmup", model, batches, args.warmup_steps, tok, args, rank, world,
-                  {"remarks": remarks}, curve)
-    return model, remarks
+                  {"remarks": learned_remarks}, curve)
+    return model, learned_remarks
 
 
 def main(argv=None):
@@ -470,12 +470,13 @@ def main(argv=None):
     log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
               f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
               f"parameters on {args.device} x{world}")
-    model, remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
+    model, learned_remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
-            save_checkpoint(out / "warmup" / "model.pt", model, remarks=remarks, step=args.warmup_steps)
-            report(args, model, tok, task, eval_set, {"warmup": warm_state}, remarks)
+            save_checkpoint(out / "warmup" / "model.pt", model, remarks=learned_remarks,
+                            step=args.warmup_steps)
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks)
         return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
@@ -491,7 +492,7 @@ def main(argv=None):
     trained = {"warmup": warm_state}  # evaluated too: where both methods started
     for method in methods:
         model.load_state_dict(warm_state)  # every method starts from the same warm-up
-        extra = {"remarks": remarks, "method": method}
+        extra = {"remarks": learned_remarks, "method": method}
         if method == "sft":
             make = lambda s: sft_batches(tok, task, main_set, args, rank, world, s, False)
         elif method == "scripted":
@@ -504,13 +505,13 @@ def main(argv=None):
         trained[method] = copy.deepcopy(model.state_dict())
 
     if rank == 0:
-        report(args, model, tok, task, eval_set, trained, remarks)
+        report(args, model, tok, task, eval_set, trained, learned_remarks)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def fixed_partner(args, model, trained, remarks):
+def fixed_partner(args, model, trained, learned_remarks):
     """The partner of the fixed-partner discussions: --eval-partner, or a copy of the warm-up."""
     if args.eval_partner:
         try:
@@ -519,14 +520,14 @@ def fixed_partner(args, model, trained, remarks):
             raise SystemExit(f"saie.py: error: --eval-partner: {e}") from None
     partner = copy.deepcopy(model)
     partner.load_state_dict(trained["warmup"])
-    return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), remarks
+    return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), learned_remarks
 
 
-def report(args, model, tok, task, examples, trained, remarks):
+def report(args, model, tok, task, examples, trained, learned_remarks):
     """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
     the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
-    fixed = fixed_partner(args, model, trained, remarks) if any(
+    fixed = fixed_partner(args, model, trained, learned_remarks) if any(
         DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
     for method, state in trained.items():
         model.load_state_dict(state)
@@ -534,11 +535,11 @@ def report(args, model, tok, task, examples, trained, remarks):
         runs = {"alone": dict(mode="single")}
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
-            itself = (None, None, remarks)  # mode self: the learner's own copy
-            partner, partner_tok, partner_remarks = fixed if who == "fixed" else itself
+            itself = (None, None, learned_remarks)  # mode self: the learner's own copy
+            partner, partner_tok, partner_learned_remarks = fixed if who == "fixed" else itself
             runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
                               rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
-                              partner_remarks=partner_remarks)
+                              partner_learned_remarks=partner_learned_remarks)
         for name, kw in runs.items():
             t0 = time.time()
             r = evaluation.evaluate(model, tok, task, examples, max_new_tokens=args.max_turn_tokens,

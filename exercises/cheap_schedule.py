@@ -16,9 +16,10 @@ from saie import cli
 
 def cheap_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path, every):
     """A drop-in for saie.saie_batches (same arguments, plus `every`). Batch i (counting from 0, also
-    when resuming at `start`) is exactly what saie.saie_batches yields as its batch i when i % every == 0,
-    and exactly what saie.sft_batches(..., remarks=False) yields as its batch i otherwise. Those batches
-    must not generate anything: a plain batch costs what an SFT batch costs."""
+    when resuming at `start`) is exactly what saie.saie_batches yields as its batch i when
+    i % every == 0, and exactly what saie.sft_batches(..., learn_remarks=False) yields as its
+    batch i otherwise. Those batches must not generate anything: a plain batch costs what an SFT
+    batch costs."""
     raise NotImplementedError  # exercise 5
 
 

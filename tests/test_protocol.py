@@ -77,7 +77,7 @@ def partner_script(prompt, row):
 def test_the_honest_partner_opens_with_the_comparison_of_its_own_answer():
     learner, partner = Scripted(learner_script), Scripted(partner_script)
     res = ev.evaluate(learner, learner.tok, ToyTask(), EXAMPLES, mode="multi", partner=partner,
-                      partner_tok=partner.tok, stance="honest", partner_remarks=False)
+                      partner_tok=partner.tok, stance="honest", partner_learned_remarks=False)
     assert res["partner_mode"] == "honest" and res["config"]["stance"] == "honest"
     agree, disagree = (p["transcripts"][0]["turns"] for p in res["predictions"])
     # q0: the partner's own answer is the learner's: "I agree." and its derivation reaches that answer.
