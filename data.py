@@ -49,7 +49,6 @@ class Example:
     answer: str                  # gold final answer: a normalised number as a string, or a letter
     choices: list[str] | None = None
     id: str = ""
-    n_ops: int | None = None     # arith only: number of operations (for accuracy by difficulty)
     calc_rationale: str = ""     # gsm8k only: the rationale with its <<a*b=c>> calculator notes
 
 
@@ -637,8 +636,8 @@ def generate_arith(split, n, seed=ARITH_SEED):
         problems.append((question, steps))
     if split != "train":
         random.Random(f"arith-{split}-{seed}-order").shuffle(problems)
-    return tuple(Example(q, _rationale(steps), str(steps[-1][3]), id=f"{split}-{i}",
-                         n_ops=len(steps)) for i, (q, steps) in enumerate(problems))
+    return tuple(Example(q, _rationale(steps), str(steps[-1][3]), id=f"{split}-{i}")
+                 for i, (q, steps) in enumerate(problems))
 
 
 class Arith(NumberTask):

@@ -15,6 +15,11 @@ import data
 from data import DataError, Example
 
 
+def n_ops(ex):
+    """An arith problem's number of operations: one rationale line each."""
+    return len(ex.rationale.splitlines())
+
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -45,7 +50,7 @@ def test_arith_examples_have_the_gsm8k_shape():
     assert len(exs) == data.ARITH_SIZES["train"] and len(task.load("test")) == data.ARITH_SIZES["test"]
     for ex in exs[:2000]:
         steps = [tuple(map(int, (a, b, r))) + (op,) for a, op, b, r in data.STEP.findall(ex.rationale)]
-        assert len(steps) == ex.n_ops == len(ex.rationale.splitlines()) and 1 <= ex.n_ops <= 3
+        assert len(steps) == n_ops(ex) and 1 <= n_ops(ex) <= 3
         for i, (a, b, r, op) in enumerate(steps):
             assert data._apply(op, a, b) == r and 1 <= r <= data.ARITH_MAX_VALUE
             assert 2 <= b <= (data.ARITH_MAX_FACTOR if op in "*/" else data.ARITH_MAX_OPERAND)
@@ -54,7 +59,7 @@ def test_arith_examples_have_the_gsm8k_shape():
         assert task.target(ex) == ex.rationale + "\n#### " + ex.answer
         assert ex.question.endswith("?") and str(steps[0][0]) in ex.question
         assert task.extract(task.target(ex)) == ex.answer and task.is_correct(task.target(ex), ex)
-    mix = [sum(ex.n_ops == n for ex in exs) / len(exs) for n in (1, 2, 3)]
+    mix = [sum(n_ops(ex) == n for ex in exs) / len(exs) for n in (1, 2, 3)]
     assert all(abs(m - w) < 0.03 for m, w in zip(mix, data.ARITH_OPS_MIX.values()))
 
 
@@ -222,7 +227,7 @@ def test_arith_is_deterministic_and_its_splits_are_disjoint():
     # ... so no test problem appears in training, even under other names and templates.
     assert not {chain(ex) for ex in train} & {chain(ex) for ex in test}
     assert not {ex.question for ex in train} & {ex.question for ex in test}
-    assert {ex.n_ops for ex in test} == {1, 2, 3}
+    assert {n_ops(ex) for ex in test} == {1, 2, 3}
 
 
 def digest(obj):

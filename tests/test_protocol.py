@@ -9,6 +9,7 @@ import pytest
 import data
 import eval as ev
 import saie
+from tests.test_data import n_ops
 from tests.test_eval import EXAMPLES, Scripted, ToyTask, last_answer
 
 
@@ -27,9 +28,9 @@ def test_arith_splits_are_disjoint_by_chain_and_evaluation_splits_hold_each_chai
     # Validation and test: each chain once, so n counts independent problems; all difficulties present.
     for name in ("validation", "test"):
         assert len(set(by_split[name])) == len(by_split[name])
-        assert {ex.n_ops for ex in splits[name]} == {1, 2, 3}
+        assert {n_ops(ex) for ex in splits[name]} == {1, 2, 3}
     # Shuffled: a prefix (--eval-limit) has the whole set's mix, not the early-drawn one-step chains.
-    head, whole = (Counter(ex.n_ops for ex in exs) for exs in (splits["test"][:500], splits["test"]))
+    head, whole = (Counter(n_ops(ex) for ex in exs) for exs in (splits["test"][:500], splits["test"]))
     assert abs(head[1] / 500 - whole[1] / len(splits["test"])) < 0.03
 
 
