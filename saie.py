@@ -229,7 +229,8 @@ def sft_batches(tok, task, examples, args, rank, world, start, learn_remarks, se
 def discussion_sequences(tok, task, transcripts, examples, args):
     """What a SAIE batch trains on: each discussion with the gold turn as its target, then the plain
     question -> gold pair (row weight --plain-weight)."""
-    seqs = [discuss.learner_sequence(tok, tr, task.target(ex)) for tr, ex in zip(transcripts, examples)]
+    seqs = [discuss.learner_sequence(tok, tr, task.target(ex))
+            for tr, ex in zip(transcripts, examples)]
     seqs += [discuss.answer_sequence(tok, task, ex) for ex in examples]
     return seqs, [1.0] * len(examples) + [args.plain_weight] * len(examples)
 
@@ -238,7 +239,8 @@ def scripted_batches(tok, task, examples, args, rank, world, start):
     """The format control: SFT on pre-written discussions (discuss.scripted_sequences) and the plain
     pairs, weighted as in SAIE; no model speaks, so it costs what SFT on twice the rows costs."""
     for i, exs in question_batches(examples, args, rank, world, start):
-        seqs = discuss.scripted_sequences(tok, task, exs, random.Random(hash_seed(args.seed, i, rank)))
+        rng = random.Random(hash_seed(args.seed, i, rank))
+        seqs = discuss.scripted_sequences(tok, task, exs, rng)
         seqs += [discuss.answer_sequence(tok, task, ex) for ex in exs]
         yield seqs, [1.0] * len(exs) + [args.plain_weight] * len(exs), {}
 
@@ -255,8 +257,8 @@ def saie_batches(learner, partner, tok, task, examples, args, rank, world, start
             with open(transcripts_path, "a") as f:
                 f.writelines(tr.to_json(step=i) + "\n" for tr in trs)
         seqs, weights = sequences(tok, task, trs, exs, args)
-        stats = {"learner_acc": sum(task.is_correct(tr.turns[0].text, ex) for tr, ex in zip(trs, exs)) / len(exs),
-                 "aligned": discuss.stance_alignment(trs)}
+        right = sum(task.is_correct(tr.turns[0].text, ex) for tr, ex in zip(trs, exs))
+        stats = {"learner_acc": right / len(exs), "aligned": discuss.stance_alignment(trs)}
         yield seqs, weights, stats
 
 
@@ -268,11 +270,13 @@ def hash_seed(*parts):
 # The optimization loop, nanoGPT-style: AdamW with decay on 2-D weights only,
 # linear ramp-up then cosine LR, gradient accumulation, clipping, bf16 autocast.
 
-def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None, last=True):
+def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None,
+               last=True):
     """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in length
     groups (data.length_groups), each loss scaled by its share of the supervised weight: the gradient is that
     of the weighted mean over the whole micro-batch. Under DDP, gradients sync on the step's last backward."""
-    row_weight = (weights[:, None] * (targets != -100)).sum(1)  # what each row adds to the mean's denominator
+    # what each row adds to the mean's denominator
+    row_weight = (weights[:, None] * (targets != -100)).sum(1)
     total_weight = row_weight.sum().clamp(min=1e-8)
     groups = data.length_groups(targets)
     loss_sum, tokens = 0.0, 0
@@ -307,7 +311,8 @@ def trim_jsonl(path, last_step):
     """On resume, drop lines written after the checkpoint we resume from (no duplicates)."""
     if not path.exists():
         return
-    keep = [l for l in path.read_text().splitlines(True) if l.strip() and json.loads(l)["step"] < last_step]
+    keep = [l for l in path.read_text().splitlines(True)
+            if l.strip() and json.loads(l)["step"] < last_step]
     data.write_atomic(path, "".join(keep))
 
 
@@ -336,8 +341,8 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[args.device] if
                                                         args.device.startswith("cuda") else None)
     fwd = torch.compile(net) if args.compile else net
-    autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype)) if args.device.startswith("cuda")
-                and args.dtype != "float32" else nullcontext())
+    autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype))
+                if args.device.startswith("cuda") and args.dtype != "float32" else nullcontext())
     batches = make_batches(start * args.grad_accum)
 
     def checkpoint(step):
@@ -352,14 +357,15 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         for step in range(start, steps):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, args)
-            # The step's micro-batches first: each counts by its share of the step's supervised weight, so
-            # k accumulated micro-batches give the gradient of one batch k times the size.
+            # The step's micro-batches first: each counts by its share of the step's supervised
+            # weight, so k accumulated micro-batches give the gradient of one batch k times the size.
             micro, total = [], 0.0
             for _ in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
                 idx, targets = data.make_batch(tok, seqs, model.config.block_size)
                 weights = torch.tensor(weights)
-                micro.append((idx, targets, weights, (weights[:, None] * (targets != -100)).sum().item()))
+                w = (weights[:, None] * (targets != -100)).sum().item()
+                micro.append((idx, targets, weights, w))
             step_weight = sum(m[-1] for m in micro)
             for i, (idx, targets, weights, w) in enumerate(micro):
                 accum = step_weight / w if w else 1.0  # micro_step divides the loss by it; 1 alone
@@ -386,18 +392,21 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                 dt = time.time() - t0
                 eta = dt / (done - start) * (steps - done)
                 extras = "".join(f" | {k} {v:.2f}" for k, v in stats.items())
-                log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | lr {opt.param_groups[0]['lr']:.1e}"
-                          f" | {tokens / dt:,.0f} tok/s{extras} | eta {eta:.0f}s")
+                log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | "
+                          f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras} | "
+                          f"eta {eta:.0f}s")
             if done % args.ckpt_every == 0 or done == steps:
                 checkpoint(done)
             if interrupted:
                 checkpoint(done)
-                log(rank, f"{phase}: interrupted; checkpoint written at step {done}. Continue with --resume.")
+                log(rank, f"{phase}: interrupted; checkpoint written at step {done}. "
+                          f"Continue with --resume.")
                 raise SystemExit(130)
     finally:
         signal.signal(signal.SIGINT, previous)
     if world > 1:  # DDP keeps replicas identical; check it rather than trust it
-        checksum = torch.stack([p.detach().float().sum() for p in model.parameters()]).sum().reshape(1)
+        checksum = torch.stack([p.detach().float().sum() for p in model.parameters()])
+        checksum = checksum.sum().reshape(1)
         sums = [torch.zeros_like(checksum) for _ in range(world)]
         dist.all_gather(sums, checksum)
         log(rank, f"{phase}: ranks agree on weights: {all(torch.equal(s, sums[0]) for s in sums)}")
@@ -445,7 +454,7 @@ def warm_up(model, tok, task, examples, args, rank, world, curve=None):
 def main(argv=None):
     args = parse_args(argv)
     rank, world = setup_distributed(args)
-    torch.manual_seed(args.warmup_seed)  # the warm-up's initial weights: torch's global RNG's only use
+    torch.manual_seed(args.warmup_seed)  # the warm-up's initial weights: the global RNG's only use
     random.seed(args.seed)
     out = Path(args.out)
     if rank == 0 and (why := unwritable(out)):
@@ -486,7 +495,8 @@ def main(argv=None):
     else:
         partner, ptok = copy.deepcopy(model), tok
     partner.requires_grad_(False).eval()
-    partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens, temperature=args.partner_temperature)
+    partner_speaker = discuss.Speaker(partner, ptok, args.max_turn_tokens,
+                                      temperature=args.partner_temperature)
 
     methods = ["sft", "saie"] if args.method == "compare" else [args.method]
     trained = {"warmup": warm_state}  # evaluated too: where both methods started
@@ -498,9 +508,11 @@ def main(argv=None):
         elif method == "scripted":
             make = lambda s: scripted_batches(tok, task, main_set, args, rank, world, s)
         else:
-            learner = discuss.Speaker(model, tok, args.max_turn_tokens, temperature=args.temperature)
+            learner = discuss.Speaker(model, tok, args.max_turn_tokens,
+                                      temperature=args.temperature)
             path = out / "saie" / "transcripts.jsonl" if rank == 0 else None
-            make = lambda s: saie_batches(learner, partner_speaker, tok, task, main_set, args, rank, world, s, path)
+            make = lambda s: saie_batches(learner, partner_speaker, tok, task, main_set, args, rank,
+                                          world, s, path)
         train(method, model, make, args.steps, tok, args, rank, world, extra, curve)
         trained[method] = copy.deepcopy(model.state_dict())
 
@@ -636,7 +648,8 @@ def cli(main, prog=None):
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
-        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename else f"{prog}: error: {e}")
+        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename
+                 else f"{prog}: error: {e}")
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
