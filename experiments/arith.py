@@ -45,7 +45,8 @@ GRID = {  # arm -> candidate settings; the one with the best validation accuracy
 SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 1337); 1 and 2 warm up afresh
 CAPACITY = ["--n-layer", "6", "--n-head", "8", "--n-embd", "256"]
 VALIDATION = ["--eval-split", "validation", "--eval-limit", "1000"]
-TEST = ["--eval-split", "test", "--eval-limit", "2000", "--eval-every", "50", "--curve-limit", "200"]
+TEST = ["--eval-split", "test", "--eval-limit", "2000"]
+CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (validation), seed 1337 only
 
 
 def run(name, args, log):
@@ -108,51 +109,51 @@ def main(argv=None):
     if args.tables:
         return tables()
     pool = ThreadPoolExecutor(args.workers)
-    submit = lambda name, a: pool.submit(run, name, a, log)
+
+    def submit(name, a, after=None):  # after: the run this one needs (queued before it, so no deadlock)
+        return pool.submit(lambda: (after and after.result(), run(name, a, log))[1])
 
     # 1. The grid on validation, and the warm-ups of seeds 1 and 2.
     grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID for s in GRID[arm]]
-    warm = [submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
-                                      *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]]
+    warm = {seed: submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
+                                            *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]}
     [f.result() for f in grid]
     best = {arm: chosen(arm) for arm in GRID}
     best["scripted"] = best["saie"]
     log(f"chosen on validation: {best}")
 
-    # 2. What a step costs, for the matched-compute SFT.
-    cost = {arm: [submit(f"cost/{arm}-{n}", ["--method", arm, *best[arm], *COMMON, "--steps", str(n),
-                                              "--eval-split", "validation", "--eval-limit", "1", "--discussions"])
-                      for n in (20, 60)]
-            for arm in ("sft", "saie")}
+    # 2. The headline on test, once: most telling first (each seed's SFT and SAIE, the format control,
+    # the stance ablations), so a study cut short has the main comparison on every seed.
+    base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
+        [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"), "--warmup-steps", "0"])
+        for seed in SEEDS}
+    arms = {"sft": ["--method", "sft", *best["sft"]],
+            "saie": ["--method", "saie", *best["saie"], "--no-eval-warmup"],
+            "scripted": ["--method", "scripted", *best["scripted"], "--no-eval-warmup"],
+            "saie-support": ["--method", "saie", "--stance", "support", *best["saie"], "--no-eval-warmup"],
+            "saie-oppose": ["--method", "saie", "--stance", "oppose", *best["saie"], "--no-eval-warmup"]}
+    order = [("sft", s) for s in SEEDS] + [("saie", s) for s in SEEDS] + [("scripted", s) for s in SEEDS] + [
+        (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")]
+    jobs = [submit(f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed)) for arm, seed in order]
+
+    # 3. What a step costs, then SFT given SAIE's compute as extra steps.
+    cost = {arm: [submit(f"cost/{arm}-{n}", [*arms[arm], *COMMON, "--steps", str(n), "--eval-split",
+                                              "validation", "--eval-limit", "1", "--discussions"])
+                  for n in (20, 60)] for arm in ("sft", "saie")}
     per_step = {arm: (cpu(f60.result()) - cpu(f20.result())) / 40 for arm, (f20, f60) in cost.items()}
     matched = int(round(300 * per_step["saie"] / per_step["sft"] / 50) * 50)
     (RUNS / "cost.json").write_text(json.dumps({"cpu_s_per_step": per_step, "matched_steps": matched}))
     log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
+    jobs += [submit(f"test/{seed}/sft-matched", [*arms["sft"], "--steps", str(matched), "--no-eval-warmup",
+                                                 *base[seed]], warm.get(seed)) for seed in SEEDS]
 
-    # 3. The headline on test, once.
-    [f.result() for f in warm]
-    jobs, matched_jobs = [], []   # queued in this order: each seed's arms, then the matched SFTs of seeds 1, 2
-    for seed in SEEDS:
-        init = [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
-                                        "--warmup-steps", "0"]
-        base = [*init, "--seed", str(seed), *COMMON, *TEST]
-        arms = {"sft": ["--method", "sft", *best["sft"]],
-                "saie": ["--method", "saie", *best["saie"]],
-                "saie-support": ["--method", "saie", "--stance", "support", *best["saie"]],
-                "saie-oppose": ["--method", "saie", "--stance", "oppose", *best["saie"]],
-                "scripted": ["--method", "scripted", *best["scripted"]]}
-        jobs += [submit(f"test/{seed}/{arm}", [*a, *base]) for arm, a in arms.items()]
-        matched_jobs.append((f"test/{seed}/sft-matched", [*arms["sft"], "--steps", str(matched), *base]))
-        if seed == SEEDS[0]:
-            jobs.append(submit(*matched_jobs.pop()))
-    jobs += [submit(*j) for j in matched_jobs]
+    # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
     big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
                                           *VALIDATION, "--discussions"])  # last: the longest, and needed last
-    big_warm.result()
     big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
            "--seed", "1337", *COMMON, *TEST]
-    jobs += [submit("test/capacity/sft", ["--method", "sft", *best["sft"], *big]),
-             submit("test/capacity/saie", ["--method", "saie", *best["saie"], *big])]
+    jobs += [submit("test/capacity/sft", [*arms["sft"], *big], big_warm),
+             submit("test/capacity/saie", [*arms["saie"], *big], big_warm)]
     [f.result() for f in jobs]
     tables()
     log("study complete")
