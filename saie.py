@@ -118,6 +118,9 @@ def parse_args(argv=None):
                    "validation, and use test once, for the final table")
     p.add_argument("--eval-limit", type=int, default=None, help="questions evaluated at the end "
                    "(arith: each a distinct chain; validation holds 1,000, test 2,000)")
+    p.add_argument("--eval-warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="evaluate the warm-up too, where every method started (a study of many runs "
+                   "from one warm-up needs it once)")
     p.add_argument("--eval-rounds", type=int, default=1, help="rounds of each discussion at the end")
     p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS),
                    choices=list(DISCUSSIONS), help="discussions evaluated besides alone: honest (a "
@@ -485,7 +488,7 @@ def main(argv=None):
         if rank == 0:  # weights only (no optimizer state): small enough to ship
             save_checkpoint(out / "warmup" / "model.pt", model, remarks=learned_remarks,
                             step=args.warmup_steps)
-            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks)
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks, warm_state)
         return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
@@ -499,7 +502,7 @@ def main(argv=None):
                                       temperature=args.partner_temperature)
 
     methods = ["sft", "saie"] if args.method == "compare" else [args.method]
-    trained = {"warmup": warm_state}  # evaluated too: where both methods started
+    trained = {"warmup": warm_state} if args.eval_warmup else {}  # where both methods started
     for method in methods:
         model.load_state_dict(warm_state)  # every method starts from the same warm-up
         extra = {"remarks": learned_remarks, "method": method}
@@ -517,13 +520,13 @@ def main(argv=None):
         trained[method] = copy.deepcopy(model.state_dict())
 
     if rank == 0:
-        report(args, model, tok, task, eval_set, trained, learned_remarks)
+        report(args, model, tok, task, eval_set, trained, learned_remarks, warm_state)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def fixed_partner(args, model, trained, learned_remarks):
+def fixed_partner(args, model, warm_state, learned_remarks):
     """The partner of the fixed-partner discussions: --eval-partner, or a copy of the warm-up."""
     if args.eval_partner:
         try:
@@ -531,15 +534,15 @@ def fixed_partner(args, model, trained, learned_remarks):
         except (data.DataError, WeightsError) as e:
             raise SystemExit(f"saie.py: error: --eval-partner: {e}") from None
     partner = copy.deepcopy(model)
-    partner.load_state_dict(trained["warmup"])
+    partner.load_state_dict(warm_state)
     return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), learned_remarks
 
 
-def report(args, model, tok, task, examples, trained, learned_remarks):
+def report(args, model, tok, task, examples, trained, learned_remarks, warm_state):
     """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
     the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
-    fixed = fixed_partner(args, model, trained, learned_remarks) if any(
+    fixed = fixed_partner(args, model, warm_state, learned_remarks) if any(
         DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
     for method, state in trained.items():
         model.load_state_dict(state)

@@ -45,7 +45,8 @@ GRID = {  # arm -> candidate settings; the one with the best validation accuracy
 SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 1337); 1 and 2 warm up afresh
 CAPACITY = ["--n-layer", "6", "--n-head", "8", "--n-embd", "256"]
 VALIDATION = ["--eval-split", "validation", "--eval-limit", "1000"]
-TEST = ["--eval-split", "test", "--eval-limit", "2000", "--eval-every", "50", "--curve-limit", "200"]
+TEST = ["--eval-split", "test", "--eval-limit", "2000"]
+CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (validation), seed 1337 only
 
 
 def run(name, args, log):
@@ -108,55 +109,190 @@ def main(argv=None):
     if args.tables:
         return tables()
     pool = ThreadPoolExecutor(args.workers)
-    submit = lambda name, a: pool.submit(run, name, a, log)
+
+    def submit(name, a, after=None):  # after: the run this one needs (queued before it, so no deadlock)
+        return pool.submit(lambda: (after and after.result(), run(name, a, log))[1])
 
     # 1. The grid on validation, and the warm-ups of seeds 1 and 2.
     grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID for s in GRID[arm]]
-    warm = [submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
-                                      *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]]
+    warm = {seed: submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
+                                            *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]}
     [f.result() for f in grid]
     best = {arm: chosen(arm) for arm in GRID}
     best["scripted"] = best["saie"]
     log(f"chosen on validation: {best}")
 
-    # 2. What a step costs, for the matched-compute SFT.
-    cost = {arm: [submit(f"cost/{arm}-{n}", ["--method", arm, *best[arm], *COMMON, "--steps", str(n),
-                                              "--eval-split", "validation", "--eval-limit", "1", "--discussions"])
-                      for n in (20, 60)]
-            for arm in ("sft", "saie")}
+    # 2. The headline on test, once: most telling first (each seed's SFT and SAIE, the format control,
+    # the stance ablations), so a study cut short has the main comparison on every seed.
+    base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
+        [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"), "--warmup-steps", "0"])
+        for seed in SEEDS}
+    arms = {"sft": ["--method", "sft", *best["sft"]],
+            "saie": ["--method", "saie", *best["saie"], "--no-eval-warmup"],
+            "scripted": ["--method", "scripted", *best["scripted"], "--no-eval-warmup"],
+            "saie-support": ["--method", "saie", "--stance", "support", *best["saie"], "--no-eval-warmup"],
+            "saie-oppose": ["--method", "saie", "--stance", "oppose", *best["saie"], "--no-eval-warmup"]}
+    order = [("sft", s) for s in SEEDS] + [("saie", s) for s in SEEDS] + [("scripted", s) for s in SEEDS] + [
+        (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")]
+    jobs = [submit(f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed)) for arm, seed in order]
+
+    # 3. What a step costs, then SFT given SAIE's compute as extra steps.
+    cost = {arm: [submit(f"cost/{arm}-{n}", [*arms[arm], *COMMON, "--steps", str(n), "--eval-split",
+                                              "validation", "--eval-limit", "1", "--discussions"])
+                  for n in (20, 60)] for arm in ("sft", "saie")}
     per_step = {arm: (cpu(f60.result()) - cpu(f20.result())) / 40 for arm, (f20, f60) in cost.items()}
     matched = int(round(300 * per_step["saie"] / per_step["sft"] / 50) * 50)
     (RUNS / "cost.json").write_text(json.dumps({"cpu_s_per_step": per_step, "matched_steps": matched}))
     log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
+    jobs += [submit(f"test/{seed}/sft-matched", [*arms["sft"], "--steps", str(matched), "--no-eval-warmup",
+                                                 *base[seed]], warm.get(seed)) for seed in SEEDS]
 
-    # 3. The headline on test, once.
-    [f.result() for f in warm]
-    jobs = []
-    for seed in SEEDS:
-        init = [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
-                                        "--warmup-steps", "0"]
-        base = [*init, "--seed", str(seed), *COMMON, *TEST]
-        jobs += [submit(f"test/{seed}/sft", ["--method", "sft", *best["sft"], *base]),
-                 submit(f"test/{seed}/saie", ["--method", "saie", *best["saie"], *base]),
-                 submit(f"test/{seed}/saie-support", ["--method", "saie", "--stance", "support", *best["saie"], *base]),
-                 submit(f"test/{seed}/saie-oppose", ["--method", "saie", "--stance", "oppose", *best["saie"], *base]),
-                 submit(f"test/{seed}/scripted", ["--method", "scripted", *best["scripted"], *base]),
-                 submit(f"test/{seed}/sft-matched", ["--method", "sft", *best["sft"], "--steps", str(matched), *base])]
+    # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
     big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
                                           *VALIDATION, "--discussions"])  # last: the longest, and needed last
-    big_warm.result()
     big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
            "--seed", "1337", *COMMON, *TEST]
-    jobs += [submit("test/capacity/sft", ["--method", "sft", *best["sft"], *big]),
-             submit("test/capacity/saie", ["--method", "saie", *best["saie"], *big])]
+    jobs += [submit("test/capacity/sft", [*arms["sft"], *big], big_warm),
+             submit("test/capacity/saie", [*arms["saie"], *big], big_warm)]
     [f.result() for f in jobs]
     tables()
     log("study complete")
 
 
+# -----------------------------------------------------------------------------
+# The tables: every finished run, every seed (an unfinished run is left out, and said so).
+
+ARMS = ("warmup", "sft", "saie", "saie-support", "saie-oppose", "scripted", "sft-matched")
+SHOWN = ("alone", "honest", "fixed")
+
+
+def evaluated(out, method, discussion):
+    return evaluation.load_results(out / "eval" / f"{method}-{discussion}" / "results.json")
+
+
+def figures(r):
+    """One evaluation's figures: accuracy (and, for a discussion, alone -> after, kept, fixed)."""
+    f = {"accuracy": r["accuracy"], "ci_low": r["ci95"][0], "ci_high": r["ci95"][1]}
+    if r["mode"] != "single":
+        f.update(first=r["per_round"][0]["accuracy"], kept=r["kept"], fixed=r["fixed"])
+    return f
+
+
+def write_csv(path, rows):
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(keys)] + [",".join(_cell(row.get(k)) for k in keys) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _cell(v):
+    return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
 def tables():
-    """experiments/results/*.json and *.csv from the finished runs (an unfinished run is left out)."""
-    print("tables: not written yet")
+    """experiments/results/: grid.csv, headline.csv, paired.csv, study.json, summary.md, curves.svg."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    missing = []
+    grid = []
+    for arm, settings in GRID.items():
+        for s in settings:
+            out = RUNS / grid_name(arm, s)
+            if not (out / "results.json").exists():
+                missing.append(grid_name(arm, s))
+                continue
+            row = {"arm": arm, **{k.lstrip("-").replace("-", "_"): v for k, v in zip(s[::2], s[1::2])}}
+            for d in SHOWN:
+                row[f"val_{d}"] = figures(evaluated(out, arm, d))["accuracy"]
+            grid.append(row)
+    if grid and not missing:
+        for arm in GRID:
+            best = chosen(arm)
+            for row in grid:
+                if row["arm"] == arm:
+                    row["chosen"] = all(str(row.get(k.lstrip("-").replace("-", "_"))) == v
+                                        for k, v in zip(best[::2], best[1::2]))
+    write_csv(RESULTS / "grid.csv", grid)
+
+    headline, paired, curves = [], [], {}
+    seeds = [str(s) for s in SEEDS] + ["capacity"]
+    for seed in seeds:
+        for arm in ARMS:
+            out = RUNS / "test" / seed / ("sft" if arm == "warmup" else arm)
+            method = "warmup" if arm == "warmup" else arm.split("-")[0] if arm != "sft-matched" else "sft"
+            if not (out / "results.json").exists():
+                if (seed != "capacity" or arm in ("sft", "saie")) and arm != "warmup":
+                    missing.append(f"test/{seed}/{arm}")
+                continue
+            row = {"seed": seed, "arm": arm}
+            for d in SHOWN:
+                for k, v in figures(evaluated(out, method, d)).items():
+                    row[f"{d}_{k}"] = v
+            if (out / "cpu.json").exists() and arm != "warmup":
+                row["run_cpu_s"] = json.loads((out / "cpu.json").read_text())["cpu_s"]
+            headline.append(row)
+            sft_out = RUNS / "test" / seed / "sft"
+            if arm not in ("sft", "warmup") and (sft_out / "results.json").exists():
+                for d in SHOWN:
+                    m = evaluation.paired(evaluated(out, method, d), evaluated(sft_out, "sft", d))
+                    paired.append({"seed": seed, "a": arm, "b": "sft", "discussion": d, **m})
+            metrics = out / method / "metrics.jsonl"
+            if seed == "1337" and arm != "warmup" and metrics.exists():
+                rows = [json.loads(l) for l in metrics.read_text().splitlines() if l]
+                if points := [(r["step"] + 1, r["val_alone"]) for r in rows if "val_alone" in r]:
+                    curves[arm] = points
+    write_csv(RESULTS / "headline.csv", headline)
+    write_csv(RESULTS / "paired.csv", paired)
+    cost = json.loads((RUNS / "cost.json").read_text()) if (RUNS / "cost.json").exists() else None
+    (RESULTS / "study.json").write_text(json.dumps({
+        "grid": {arm: GRID[arm] for arm in GRID}, "seeds": SEEDS, "common": COMMON, "cost": cost,
+        "missing": missing}, indent=2) + "\n")
+    if curves:
+        (RESULTS / "curves.svg").write_text(evaluation._curves(
+            {f"{arm} alone": pts for arm, pts in curves.items() if arm != "sft-matched"}) + "\n")
+    (RESULTS / "summary.md").write_text(summary(headline, paired, missing))
+    print((RESULTS / "summary.md").read_text())
+
+
+def summary(headline, paired, missing):
+    """Markdown: the mean over seeds and each seed, then the paired differences against SFT."""
+    pct = lambda x: f"{100 * x:.1f}"
+    lines = ["Test, 2,000 questions per seed; accuracy alone, and alone → after one round of discussion.", "",
+             "| arm | seed | alone (95% CI) | honest self-discussion | fixed partner (the warm-up) |",
+             "|---|---|---|---|---|"]
+    for arm in ARMS:
+        rows = [r for r in headline if r["arm"] == arm]
+        for r in rows:
+            lines.append(f"| {arm} | {r['seed']} | {pct(r['alone_accuracy'])} ({pct(r['alone_ci_low'])}–"
+                         f"{pct(r['alone_ci_high'])}) | {pct(r['honest_first'])} → {pct(r['honest_accuracy'])} "
+                         f"| {pct(r['fixed_first'])} → {pct(r['fixed_accuracy'])} |")
+        small = [r for r in rows if r["seed"] != "capacity"]
+        if len(small) > 1:
+            mean = lambda k: sum(r[k] for r in small) / len(small)
+            lines.append(f"| **{arm}** | mean of {len(small)} | **{pct(mean('alone_accuracy'))}** | "
+                         f"{pct(mean('honest_first'))} → **{pct(mean('honest_accuracy'))}** | "
+                         f"{pct(mean('fixed_first'))} → **{pct(mean('fixed_accuracy'))}** |")
+    lines += ["", "Paired against SFT of the same seed, on the same questions: A − SFT in points (McNemar's "
+              "exact p); pooled: the seeds' discordant questions added up, one exact test.", "",
+              "| arm | " + " | ".join(SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
+    for arm in ARMS[2:]:
+        cells = []
+        for d in SHOWN:
+            ps = [p for p in paired if p["a"] == arm and p["discussion"] == d and p["seed"] != "capacity"]
+            if not ps:
+                cells.append("–")
+                continue
+            per_seed = ", ".join(f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in ps)
+            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
+            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)
+            n = sum(p["n"] for p in ps)
+            cells.append(f"{per_seed}; pooled {100 * (a - b) / n:+.1f} (p {evaluation._p(pooled['p'])})")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    capacity = [p for p in paired if p["seed"] == "capacity"]
+    if capacity:
+        lines += ["", "Capacity point (6 layers, 256 wide, seed 1337), SAIE − SFT: " + ", ".join(
+            f"{p['discussion']} {100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in capacity)]
+    if missing:
+        lines += ["", "Not finished yet: " + ", ".join(missing)]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

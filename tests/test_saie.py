@@ -51,6 +51,13 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     assert any(not torch.equal(sft[k], saie_[k]) for k in sft)
 
 
+def test_no_eval_warmup_evaluates_the_method_alone_with_the_warmup_as_fixed_partner(tmp_path):
+    saie.main(TINY + ["--method", "sft", "--no-eval-warmup", "--discussions", "fixed", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(r["method"], r["discussion"], r["config"]["partner"]) for r in results] == \
+        [("sft", "alone", None), ("sft", "fixed", "warm-up")]
+
+
 def test_existing_checkpoints_are_never_overwritten_without_resume(tmp_path):
     (tmp_path / "warmup").mkdir()
     (tmp_path / "warmup" / "ckpt.pt").write_bytes(b"precious")
