@@ -4,7 +4,7 @@ Everything between raw files and token tensors: the tasks (GSM8K, CommonsenseQA,
 batches with loss masks, and careful downloads.
 
     task = get_task("gsm8k")
-    train = task.load("train", data_dir="../shared/data")  # [Example], downloaded when no data_dir
+    train = task.load("train")   # [Example], downloaded on first use (data_dir=: a local copy)
     task.target(train[0])   # 'Natalia sold 48/2 = 24 clips in May.\n...\n#### 72'
     task.is_correct("so 48+24 = 72\n#### 72", train[0])   # True
 

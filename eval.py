@@ -1,14 +1,17 @@
 """
 Evaluation: is the SAIE-trained model better alone, and better when it discusses?
 
-    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode single
-    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode self --stance honest
-    python eval.py --ckpt out/saie/ckpt.pt --task gsm8k --mode self --rounds 2 --stance oppose
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode single
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --stance honest
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --rounds 2 --stance oppose
     python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner assets/arith-warmup.pt
-    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
     python eval.py --compare out/eval/*/results.json
+    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
 
-Four modes (the paper's evaluation, item 5 of shared/paper.md):
+(out/saie/ckpt.pt is the arith SAIE model of `python saie.py`; a GSM8K model, e.g. from
+`python saie.py --task gsm8k --init gpt2 --out out/gsm8k-gpt2`, is out/gsm8k-gpt2/saie/ckpt.pt.)
+
+Four modes (the paper's evaluation):
 - single: question -> reasoning -> answer. With --samples k: majority vote over k samples.
 - self:   the model discusses with a copy of itself in the partner's role for R rounds.
 - multi:  the same, with another model (--partner) as the partner: one fixed partner for every
@@ -622,7 +625,8 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, help="first N questions")
     p.add_argument("--split", help="default: the task's last split (test, or validation)")
     p.add_argument("--data-dir")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, help="longest turn (default: 40 on arith, as "
+                   "saie.py's scratch preset, else 256)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
     p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
     p.add_argument("--seed", type=int, default=0)
@@ -644,6 +648,8 @@ def parse_args(argv=None):
                     f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
+    if args.max_new_tokens is None:   # arith's block_size is 256: a turn of 256 leaves no room for the prompt
+        args.max_new_tokens = 40 if args.task == "arith" else 256
     args.rounds = 1 if args.rounds is None else args.rounds
     args.stance, args.agents = args.stance or "both", args.agents or 3
     if args.temperature is None:

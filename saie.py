@@ -11,10 +11,11 @@ warm-up ships in assets/, then SFT and SAIE from that warm-up, then evaluation o
 Choose settings on validation, with learning curves; evaluate on test once, for the final table:
     python saie.py --eval-split validation --eval-every 50 --out out/lr-3e-4 --lr 3e-4
 
-The same from scratch, warm-up included (about 15 minutes on 2 CPU cores); the second
-line is how assets/arith-warmup.pt was made:
+The same from scratch, warm-up included (about 15 minutes on 2 CPU cores); the last two
+lines are how assets/arith-warmup.pt was made:
     python saie.py --init scratch
-    python saie.py --init scratch --method warmup --out out/asset && cp out/asset/warmup/model.pt assets/
+    python saie.py --init scratch --method warmup --out out/asset
+    cp out/asset/warmup/model.pt assets/arith-warmup.pt
 
 One GPU, GSM8K, GPT-2 as learner and partner:
     python saie.py --task gsm8k --init gpt2

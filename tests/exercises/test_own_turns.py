@@ -8,7 +8,7 @@ TASK = data.get_task("arith")
 TOK = data.get_tokenizer("arith")
 EX = data.Example(question="A box has 7 cookies . 3 are taken out . 13 more are put in . "
                            "How many cookies are in the box now ?",
-                  rationale="7 - 3 = 4\n4 + 13 = 17", answer="17", id="test-14")  # the walkthrough's test-14
+                  rationale="7 - 3 = 4\n4 + 13 = 17", answer="17", id="test-1159")  # the walkthrough's test-1159
 
 CASES = {  # learner text -> (verified?, why)
     "7 - 3 = 4\n4 + 13 = 17\n#### 17": (True, "the gold derivation"),
