@@ -244,12 +244,48 @@ def tables():
     cost = json.loads((RUNS / "cost.json").read_text()) if (RUNS / "cost.json").exists() else None
     (RESULTS / "study.json").write_text(json.dumps({
         "grid": {arm: GRID[arm] for arm in GRID}, "seeds": SEEDS, "common": COMMON, "cost": cost,
+        "cpu_hours": sum(cpu(p.parent) for p in RUNS.rglob("cpu.json")) / 3600,  # finished runs
         "missing": missing}, indent=2) + "\n")
     if curves:
         (RESULTS / "curves.svg").write_text(evaluation._curves(
             {f"{arm} alone": pts for arm, pts in curves.items() if arm != "sft-matched"}) + "\n")
     (RESULTS / "summary.md").write_text(summary(headline, paired, missing))
+    fill(ROOT / "docs" / "results.md", "headline", (RESULTS / "summary.md").read_text())
+    fill(ROOT / "README.md", "headline", front_table(headline, paired))
     print((RESULTS / "summary.md").read_text())
+
+
+def fill(page, name, text):
+    """Put text between <!-- study:NAME --> and <!-- /study:NAME --> on a page: its figures are the tables'."""
+    body, start, end = page.read_text(), f"<!-- study:{name} -->\n", f"<!-- /study:{name} -->"
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        page.write_text(head + start + text + rest[rest.index(end):])
+
+
+NAMES = {"warmup": "warm-up", "sft": "SFT", "saie": "SAIE", "saie-support": "SAIE, support only",
+         "saie-oppose": "SAIE, oppose only", "scripted": "format control", "sft-matched": "SFT, SAIE's compute"}
+
+
+def front_table(headline, paired):
+    """The README's table: each arm's mean over its seeds, and its pooled paired difference from SFT alone."""
+    pct = lambda x: f"{100 * x:.1f}"
+    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner | alone − SFT (p) |",
+             "|---|---|---|---|---|---|"]
+    for arm in ARMS:
+        rows = [r for r in headline if r["arm"] == arm and r["seed"] != "capacity"]
+        if not rows:
+            continue
+        mean = lambda k: pct(sum(r[k] for r in rows) / len(rows))
+        ps = [p for p in paired if p["a"] == arm and p["discussion"] == "alone" and p["seed"] != "capacity"]
+        diff = "–"
+        if ps:
+            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
+            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)["p"]
+            diff = f"{100 * (a - b) / sum(p['n'] for p in ps):+.1f} ({evaluation._p(pooled)})"
+        lines.append(f"| {NAMES[arm]} | {len(rows)} | {mean('alone_accuracy')} | {mean('honest_accuracy')} | "
+                     f"{mean('fixed_accuracy')} | {diff} |")
+    return "\n".join(lines) + "\n"
 
 
 def summary(headline, paired, missing):
