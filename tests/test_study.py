@@ -1,0 +1,58 @@
+"""experiments/arith.py's tables, on a fake study: what the pages show is what the runs measured."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+import arith  # noqa: E402
+
+
+def fake_eval(folder, rights, mode="single"):
+    """An eval folder as eval.save writes it: results.json and predictions.jsonl (one right/wrong each)."""
+    folder.mkdir(parents=True)
+    acc = sum(rights) / len(rights)
+    r = {"accuracy": acc, "ci95": [acc - 0.1, acc + 0.1], "mode": mode, "n": len(rights),
+         "per_round": [{"accuracy": acc}], "kept": 0.5, "fixed": 0.25}
+    (folder / "results.json").write_text(json.dumps(r))
+    (folder / "predictions.jsonl").write_text("".join(
+        json.dumps({"id": f"test-{i}", "correct": [ok]}) + "\n" for i, ok in enumerate(rights)))
+
+
+def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, monkeypatch):
+    runs, root = tmp_path / "runs", tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    page = "intro\n<!-- study:headline -->\nold\n<!-- /study:headline -->\nafter\n"
+    (root / "docs" / "results.md").write_text(page)
+    (root / "README.md").write_text(page)
+    monkeypatch.setattr(arith, "RUNS", runs)
+    monkeypatch.setattr(arith, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(arith, "ROOT", root)
+    # Seed 1337: SAIE right on questions 0-5 of 10, SFT on 0-3 and 9 (only SAIE: 4, 5; only SFT: 9).
+    # Seed 1: both right on the same questions.
+    sft, saie = [1, 1, 1, 1, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    for seed in ("1337", "1"):
+        for arm, method, rights in (("sft", "sft", sft), ("saie", "saie", saie if seed == "1337" else sft)):
+            out = runs / "test" / seed / arm
+            for d in arith.SHOWN:
+                fake_eval(out / "eval" / f"{method}-{d}", rights, "single" if d == "alone" else "self")
+            (out / "results.json").write_text("{}")
+        for d in arith.SHOWN:
+            fake_eval(runs / "test" / seed / "sft" / "eval" / f"warmup-{d}", [0] * 10,
+                      "single" if d == "alone" else "self")
+    arith.tables()
+
+    paired = (tmp_path / "results" / "paired.csv").read_text().splitlines()
+    assert paired[0].split(",")[:4] == ["seed", "a", "b", "discussion"]
+    row = dict(zip(paired[0].split(","), paired[1].split(",")))
+    assert (row["seed"], row["a"], row["b"], row["only_a"], row["only_b"], row["diff"]) == \
+        ("1337", "saie", "sft", "2", "1", "0.1000")
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("intro\n<!-- study:headline -->\n| model |") and readme.endswith(
+        "<!-- /study:headline -->\nafter\n") and "old" not in readme
+    # Pooled over the two seeds: 2 questions only SAIE got right, 1 only SFT, of 20: +5.0 points.
+    assert "| SAIE | 2 | 55.0 | 55.0 | 55.0 | +5.0 (1.000) |" in readme
+    assert "| SFT | 2 | 50.0 |" in readme and "| warm-up | 2 | 0.0 |" in readme
+    results = (root / "docs" / "results.md").read_text()
+    assert "+10.0 (p 1.000), +0.0 (p 1.000); pooled +5.0 (p 1.000)" in results
+    assert "Not finished yet: " in results
