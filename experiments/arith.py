@@ -229,11 +229,14 @@ def tables():
             if (out / "cpu.json").exists() and arm != "warmup":
                 row["run_cpu_s"] = json.loads((out / "cpu.json").read_text())["cpu_s"]
             headline.append(row)
-            sft_out = RUNS / "test" / seed / "sft"
-            if arm not in ("sft", "warmup") and (sft_out / "results.json").exists():
+            # Each arm against SFT; the stance ablations and the format control against SAIE too.
+            for other in ("sft", "saie") if arm in ("saie-support", "saie-oppose", "scripted") else ("sft",):
+                other_out = RUNS / "test" / seed / other
+                if arm in ("sft", "warmup", other) or not (other_out / "results.json").exists():
+                    continue
                 for d in SHOWN:
-                    m = evaluation.paired(evaluated(out, method, d), evaluated(sft_out, "sft", d))
-                    paired.append({"seed": seed, "a": arm, "b": "sft", "discussion": d, **m})
+                    m = evaluation.paired(evaluated(out, method, d), evaluated(other_out, other, d))
+                    paired.append({"seed": seed, "a": arm, "b": other, "discussion": d, **m})
             metrics = out / method / "metrics.jsonl"
             if seed == "1337" and arm != "warmup" and metrics.exists():
                 rows = [json.loads(l) for l in metrics.read_text().splitlines() if l]
@@ -277,7 +280,8 @@ def front_table(headline, paired):
         if not rows:
             continue
         mean = lambda k: pct(sum(r[k] for r in rows) / len(rows))
-        ps = [p for p in paired if p["a"] == arm and p["discussion"] == "alone" and p["seed"] != "capacity"]
+        ps = [p for p in paired if p["a"] == arm and p["b"] == "sft" and p["discussion"] == "alone"
+              and p["seed"] != "capacity"]
         diff = "–"
         if ps:
             a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
@@ -306,29 +310,37 @@ def summary(headline, paired, missing):
             lines.append(f"| **{arm}** | mean of {len(small)} | **{pct(mean('alone_accuracy'))}** | "
                          f"{pct(mean('honest_first'))} → **{pct(mean('honest_accuracy'))}** | "
                          f"{pct(mean('fixed_first'))} → **{pct(mean('fixed_accuracy'))}** |")
-    lines += ["", "Paired against SFT of the same seed, on the same questions: A − SFT in points (McNemar's "
-              "exact p); pooled: the seeds' discordant questions added up, one exact test.", "",
-              "| arm | " + " | ".join(SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
-    for arm in ARMS[2:]:
-        cells = []
-        for d in SHOWN:
-            ps = [p for p in paired if p["a"] == arm and p["discussion"] == d and p["seed"] != "capacity"]
-            if not ps:
-                cells.append("–")
-                continue
-            per_seed = ", ".join(f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in ps)
-            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
-            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)
-            n = sum(p["n"] for p in ps)
-            cells.append(f"{per_seed}; pooled {100 * (a - b) / n:+.1f} (p {evaluation._p(pooled['p'])})")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    capacity = [p for p in paired if p["seed"] == "capacity"]
+    for other, arms in (("SFT", ARMS[2:]), ("SAIE", ("saie-support", "saie-oppose", "scripted"))):
+        lines += paired_table(paired, other, arms)
+    capacity = [p for p in paired if p["seed"] == "capacity" and p["b"] == "sft"]
     if capacity:
         lines += ["", "Capacity point (6 layers, 256 wide, seed 1337), SAIE − SFT: " + ", ".join(
             f"{p['discussion']} {100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in capacity)]
     if missing:
         lines += ["", "Not finished yet: " + ", ".join(missing)]
     return "\n".join(lines) + "\n"
+
+
+def paired_table(paired, other, arms):
+    lines = ["", f"Paired against {other} of the same seed, on the same questions: A − {other} in points "
+             "(McNemar's exact p), seed by seed; pooled: the seeds' discordant questions added up, one exact "
+             "test.", "", "| arm | " + " | ".join(SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
+    for arm in arms:
+        cells = []
+        for d in SHOWN:
+            ps = [p for p in paired if p["a"] == arm and p["b"] == other.lower() and p["discussion"] == d
+                  and p["seed"] != "capacity"]
+            if not ps:
+                cells.append("–")
+                continue
+            per_seed = ", ".join(f"{100 * (p['only_a'] - p['only_b']) / p['n']:+.1f} (p {evaluation._p(p['p'])})"
+                                 for p in ps)
+            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
+            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)
+            n = sum(p["n"] for p in ps)
+            cells.append(f"{per_seed}; pooled {100 * (a - b) / n:+.1f} (p {evaluation._p(pooled['p'])})")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":
