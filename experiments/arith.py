@@ -1,7 +1,7 @@
 """
 The study: does SAIE beat plain fine-tuning on arith, and do both stances beat one?
 
-    python experiments/arith.py              # every run, resumable; about 4 CPU hours, 2 workers
+    python experiments/arith.py              # every run, resumable: ~7 CPU hours (~3.5 h on 2 cores)
     python experiments/arith.py --tables     # the tables from whatever runs have finished
 
 Everything below is declared before any test run: the grid, the rule that picks from it
