@@ -12,11 +12,11 @@ results.json is done. The tables go to experiments/results/ (committed): every r
 Stages:
   1. grid (validation, seed 1337, the shipped warm-up): each arm's learning rate, and SAIE's
      --plain-weight; warm-ups from scratch for seeds 1 and 2.
-  2. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
-     start-up cancels), which sets the matched-compute SFT's steps.
-  3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up: SFT, SAIE, SAIE
-     support-only, SAIE oppose-only, the format control, SFT with SAIE's compute; and at the capacity
-     point (6 layers, 256 wide; one seed) SFT and SAIE at the settings chosen at the small size.
+  2. headline (test, 2,000 questions, once): per seed, from that seed's warm-up: SFT, SAIE, the
+     format control, SAIE support-only, SAIE oppose-only.
+  3. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
+     start-up cancels), which sets the steps of SFT with SAIE's compute, run on every seed.
+  4. capacity (6 layers, 256 wide; one seed): SFT and SAIE at the settings chosen at the small size.
 """
 
 import argparse
@@ -270,6 +270,13 @@ NAMES = {"warmup": "warm-up", "sft": "SFT", "saie": "SAIE", "saie-support": "SAI
          "saie-oppose": "SAIE, oppose only", "scripted": "format control", "sft-matched": "SFT, SAIE's compute"}
 
 
+def pooled(ps):
+    """Several seeds' paired comparisons as one: the difference in points over all their questions and
+    McNemar's exact p on their discordant questions added up."""
+    a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
+    return 100 * (a - b) / sum(p["n"] for p in ps), evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)["p"]
+
+
 def front_table(headline, paired):
     """The README's table: each arm's mean over its seeds, and its pooled paired difference from SFT alone."""
     pct = lambda x: f"{100 * x:.1f}"
@@ -284,9 +291,8 @@ def front_table(headline, paired):
               and p["seed"] != "capacity"]
         diff = "–"
         if ps:
-            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
-            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)["p"]
-            diff = f"{100 * (a - b) / sum(p['n'] for p in ps):+.1f} ({evaluation._p(pooled)})"
+            d, p = pooled(ps)
+            diff = f"{d:+.1f} ({evaluation._p(p)})"
         lines.append(f"| {NAMES[arm]} | {len(rows)} | {mean('alone_accuracy')} | {mean('honest_accuracy')} | "
                      f"{mean('fixed_accuracy')} | {diff} |")
     return "\n".join(lines) + "\n"
@@ -335,10 +341,8 @@ def paired_table(paired, other, arms):
                 continue
             per_seed = ", ".join(f"{100 * (p['only_a'] - p['only_b']) / p['n']:+.1f} (p {evaluation._p(p['p'])})"
                                  for p in ps)
-            a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
-            pooled = evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)
-            n = sum(p["n"] for p in ps)
-            cells.append(f"{per_seed}; pooled {100 * (a - b) / n:+.1f} (p {evaluation._p(pooled['p'])})")
+            d, p = pooled(ps)
+            cells.append(f"{per_seed}; pooled {d:+.1f} (p {evaluation._p(p)})")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
