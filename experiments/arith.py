@@ -1,25 +1,31 @@
 """
 The study: does SAIE beat plain fine-tuning on arith, and do both stances beat one?
 
-    python experiments/arith.py              # every run, resumable: ~7 CPU hours (~3.5 h on 2 cores)
-    python experiments/arith.py --tables     # the tables from whatever runs have finished
+    python experiments/arith.py              # every run not yet on file, resumable
+    python experiments/arith.py --tables     # the tables from the records on file
 
 Everything below is declared before any test run: the grid, the rule that picks from it
 (validation accuracy alone), the seeds, the arms. Each run is one `saie.py` command on one
-thread; its folder under experiments/runs/ (never committed) holds checkpoints, and a run with a
-results.json is done. The tables go to experiments/results/ (committed): every run, every seed.
+thread; its folder under experiments/runs/ (never committed) holds checkpoints and logs. A
+finished run leaves a small record in experiments/results/runs/ (committed): its figures, its
+right/wrong answer to every question, its learning curve and CPU seconds. The tables are built
+from the records alone, so a fresh clone reprints them without running anything, and runs only
+what is not on file. From nothing the study is about 10 CPU hours (5 h on 2 cores).
 
 Stages:
   1. grid (validation, seed 1337, the shipped warm-up): each arm's learning rate, and SAIE's
-     --plain-weight; warm-ups from scratch for seeds 1 and 2.
-  2. headline (test, 2,000 questions, once): per seed, from that seed's warm-up: SFT, SAIE, the
-     format control, SAIE support-only, SAIE oppose-only.
-  3. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
-     start-up cancels), which sets the steps of SFT with SAIE's compute, run on every seed.
-  4. capacity (6 layers, 256 wide; one seed): SFT and SAIE at the settings chosen at the small size.
+     --plain-weight.
+  2. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
+     start-up cancels), which sets the steps of SFT with SAIE's compute.
+  3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up (1337: the shipped
+     one; 1 and 2: from scratch): SFT, SAIE, the format control, SAIE support-only, SAIE
+     oppose-only, and SFT with SAIE's compute.
+  4. capacity (6 layers, 256 wide; one seed, its own warm-up): SFT and SAIE at the settings chosen
+     at the small size.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -36,6 +42,8 @@ RUNS, RESULTS = ROOT / "experiments" / "runs", ROOT / "experiments" / "results"
 # Shared by every run: one thread each (two run side by side on 2 cores), turns capped at 24 tokens
 # (the longest gold turn is 21), the fixed partner and honest self-discussion at evaluation.
 COMMON = ["--max-turn-tokens", "24", "--discussions", "honest", "fixed"]
+# Pinned before every run's own flags, so a later change of saie.py's defaults leaves the study alone.
+PINNED = ["--steps", "300", "--batch-size", "64"]
 GRID = {  # arm -> candidate settings; the one with the best validation accuracy alone is chosen
     "sft": [["--lr", lr] for lr in ("5e-4", "1e-3", "2e-3")],
     "saie": [["--lr", lr, "--plain-weight", w] for lr in ("5e-4", "1e-3") for w in ("1", "3")],
@@ -49,13 +57,17 @@ TEST = ["--eval-split", "test", "--eval-limit", "2000"]
 CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (validation), seed 1337 only
 
 
-def run(name, args, log):
-    """One saie.py run in RUNS/name, resumed if it was cut off; returns its folder. Its CPU seconds
-    (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
+def run(name, args, log, needed=False):
+    """One saie.py run in RUNS/name, resumed if it was cut off; returns its folder. A run whose record
+    is committed is not run again unless its files are needed (a warm-up that later runs start from,
+    or a run a new one is paired with that predates the records' right/wrong answers). Its CPU
+    seconds (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
     out = RUNS / name
-    if (out / "results.json").exists():
+    if (out / "results.json").exists() or (record(name) and not needed):
+        if (out / "results.json").exists() and not fresh(name):
+            write_record(name)
         return out
-    cmd = [sys.executable, str(ROOT / "saie.py"), *args, "--out", str(out)]
+    cmd = [sys.executable, str(ROOT / "saie.py"), *PINNED, *args, "--out", str(out)]
     if any(out.glob("*/ckpt.pt")):
         cmd.append("--resume")
     out.mkdir(parents=True, exist_ok=True)
@@ -67,19 +79,14 @@ def run(name, args, log):
         _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"arith.py: error: run {name} failed; see {out / 'log.txt'}")
-    cpu = usage.ru_utime + usage.ru_stime
-    (out / "cpu.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": time.time() - t0}))
-    log(f"done  {name}: {cpu:.0f} CPU s, {time.time() - t0:.0f} s")
+    cpu_s = usage.ru_utime + usage.ru_stime
+    (out / "cpu.json").write_text(json.dumps({"cpu_s": cpu_s, "wall_s": time.time() - t0}))
+    old = record(name)
+    write_record(name)
+    if old and not same_figures(old, record(name)):  # a rerun must give the committed figures
+        log(f"warning: {name} gave other figures than its committed record")
+    log(f"done  {name}: {cpu_s:.0f} CPU s, {time.time() - t0:.0f} s")
     return out
-
-
-def cpu(out):
-    return json.loads((out / "cpu.json").read_text())["cpu_s"]
-
-
-def alone(out, method):
-    r = json.loads((out / "results.json").read_text())["results"]
-    return next(x["accuracy"] for x in r if x["method"] == method and x["discussion"] == "alone")
 
 
 def grid_name(arm, setting):
@@ -88,7 +95,7 @@ def grid_name(arm, setting):
 
 def chosen(arm):
     """The arm's grid setting with the best validation accuracy alone (ties: the first listed)."""
-    scores = [(alone(RUNS / grid_name(arm, s), arm), -i, s) for i, s in enumerate(GRID[arm])]
+    scores = [(alone(grid_name(arm, s), arm), -i, s) for i, s in enumerate(GRID[arm])]
     return max(scores)[2]
 
 
@@ -107,16 +114,18 @@ def main(argv=None):
         logf.flush()
 
     if args.tables:
+        for done in RUNS.rglob("results.json"):  # finished runs of this clone without a record yet
+            if done.parent.parent.name != "eval" and not fresh(str(done.parent.relative_to(RUNS))):
+                write_record(str(done.parent.relative_to(RUNS)))
         return tables()
     pool = ThreadPoolExecutor(args.workers)
 
-    def submit(name, a, after=None):  # after: the run this one needs (queued before it, so no deadlock)
-        return pool.submit(lambda: (after and after.result(), run(name, a, log))[1])
+    def submit(name, a, after=None, needed=False):  # after: a run this one needs, queued before it
+        return pool.submit(lambda: (after and after.result(), run(name, a, log, needed))[1])
 
-    # 1. The grid on validation, and the warm-ups of seeds 1 and 2.
-    grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID for s in GRID[arm]]
-    warm = {seed: submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
-                                            *COMMON, *VALIDATION, "--discussions"]) for seed in SEEDS[1:]}
+    # 1. The grid on validation.
+    grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID
+            for s in GRID[arm]]
     [f.result() for f in grid]
     best = {arm: chosen(arm) for arm in GRID}
     best["scripted"] = best["saie"]
@@ -124,32 +133,42 @@ def main(argv=None):
 
     # 2. The headline on test, once: most telling first (each seed's SFT and SAIE, the format control,
     # the stance ablations), so a study cut short has the main comparison on every seed.
-    base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
-        [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"), "--warmup-steps", "0"])
-        for seed in SEEDS}
     arms = {"sft": ["--method", "sft", *best["sft"]],
             "saie": ["--method", "saie", *best["saie"], "--no-eval-warmup"],
             "scripted": ["--method", "scripted", *best["scripted"], "--no-eval-warmup"],
             "saie-support": ["--method", "saie", "--stance", "support", *best["saie"], "--no-eval-warmup"],
             "saie-oppose": ["--method", "saie", "--stance", "oppose", *best["saie"], "--no-eval-warmup"]}
-    order = [("sft", s) for s in SEEDS] + [("saie", s) for s in SEEDS] + [("scripted", s) for s in SEEDS] + [
-        (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")]
-    jobs = [submit(f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed)) for arm, seed in order]
-
-    # 3. What a step costs, then SFT given SAIE's compute as extra steps.
+    # 3. What a step costs (60 steps minus 20, so start-up cancels), then SFT given SAIE's compute.
     cost = {arm: [submit(f"cost/{arm}-{n}", [*arms[arm], *COMMON, "--steps", str(n), "--eval-split",
                                               "validation", "--eval-limit", "1", "--discussions"])
                   for n in (20, 60)] for arm in ("sft", "saie")}
-    per_step = {arm: (cpu(f60.result()) - cpu(f20.result())) / 40 for arm, (f20, f60) in cost.items()}
+    [f.result() for fs in cost.values() for f in fs]
+    per_step = {arm: (cpu(f"cost/{arm}-60") - cpu(f"cost/{arm}-20")) / 40 for arm in cost}
     matched = int(round(300 * per_step["saie"] / per_step["sft"] / 50) * 50)
-    (RUNS / "cost.json").write_text(json.dumps({"cpu_s_per_step": per_step, "matched_steps": matched}))
     log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
-    jobs += [submit(f"test/{seed}/sft-matched", [*arms["sft"], "--steps", str(matched), "--no-eval-warmup",
-                                                 *base[seed]], warm.get(seed)) for seed in SEEDS]
+    arms["sft-matched"] = [*arms["sft"], "--steps", str(matched), "--no-eval-warmup"]
+
+    order = [(arm, s) for arm in ("sft", "saie", "scripted") for s in SEEDS] + [
+        (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")] + [
+        ("sft-matched", s) for s in SEEDS]
+    todo = {f"test/{s}/{arm}" for arm, s in order if not record(f"test/{s}/{arm}")}
+    # A new run is paired with its seed's SFT (and SAIE): those must have right/wrong answers on file.
+    partners = {f"test/{name.split('/')[1]}/{b}" for name in todo for b in PAIRED_WITH.get(
+        name.split("/")[2], ())}
+    seeds_needed = {name.split("/")[1] for name in todo | {p for p in partners if not fresh(p)}}
+    warm = {seed: submit(f"warmup-{seed}", ["--init", "scratch", "--method", "warmup", "--seed", str(seed),
+                                            *COMMON, *VALIDATION, "--discussions"],
+                         needed=str(seed) in seeds_needed) for seed in SEEDS[1:]}
+    base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
+        [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
+                                 "--warmup-steps", "0"]) for seed in SEEDS}
+    jobs = [submit(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
+                   needed=name in partners and not fresh(name)) for arm, seed in order]
 
     # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
+    todo = not (record("test/capacity/sft") and record("test/capacity/saie"))
     big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
-                                          *VALIDATION, "--discussions"])  # last: the longest, and needed last
+                                          *VALIDATION, "--discussions"], needed=todo)
     big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
            "--seed", "1337", *COMMON, *TEST]
     jobs += [submit("test/capacity/sft", [*arms["sft"], *big], big_warm),
@@ -160,14 +179,83 @@ def main(argv=None):
 
 
 # -----------------------------------------------------------------------------
+# Records: one small committed JSON per finished run (experiments/results/runs/), with what the
+# tables need: each evaluation's figures, its right/wrong answers (one bit a question, hex), the
+# learning curve and the CPU seconds. The tables are built from them alone, so a fresh clone
+# reprints them without a run, and only a new run has to be computed.
+
+PAIRED_WITH = {"saie": ("sft",), "sft-matched": ("sft",), "saie-support": ("sft", "saie"),
+               "saie-oppose": ("sft", "saie"), "scripted": ("sft", "saie")}
+
+
+def record_path(name):
+    return RESULTS / "runs" / (name.replace("/", "_") + ".json")
+
+
+def record(name):
+    path = record_path(name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fresh(name):
+    """A record with every evaluation's right/wrong answers (records from before them have figures only)."""
+    r = record(name)
+    return bool(r) and all(e.get("right") is not None for e in r["evals"].values())
+
+
+def write_record(name):
+    out = RUNS / name
+    evals = {}
+    for r in json.loads((out / "results.json").read_text())["results"]:
+        key = f"{r['method']}-{r['discussion']}"
+        full = evaluation.load_results(out / "eval" / key / "results.json")
+        bits = "".join("1" if p["correct"][-1] else "0" for p in full["predictions"])
+        ids = "\n".join(p["id"] for p in full["predictions"])
+        evals[key] = {**figures(full), "n": len(bits), "right": f"{int(bits or '0', 2):x}",
+                      "questions": hashlib.sha256(ids.encode()).hexdigest()[:16]}
+    curve = []
+    for metrics in out.glob("*/metrics.jsonl"):
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        curve += [(row["step"] + 1, row["val_alone"]) for row in rows if "val_alone" in row]
+    cpu_s = json.loads((out / "cpu.json").read_text())["cpu_s"] if (out / "cpu.json").exists() else None
+    record_path(name).parent.mkdir(parents=True, exist_ok=True)
+    record_path(name).write_text(json.dumps({"run": name, "cpu_s": cpu_s, "curve": curve, "evals": evals},
+                                            indent=1) + "\n")
+
+
+def same_figures(a, b):
+    return all(abs(a["evals"][k]["accuracy"] - b["evals"][k]["accuracy"]) < 1e-9 for k in a["evals"])
+
+
+def cpu(name):
+    return record(name)["cpu_s"]
+
+
+def alone(name, method):
+    return record(name)["evals"][f"{method}-alone"]["accuracy"]
+
+
+def answers(e):
+    """An evaluation's right/wrong answers, from the hex of its record."""
+    bits = bin(int(e["right"], 16))[2:].zfill(e["n"])
+    return [b == "1" for b in bits]
+
+
+def paired_record(a, b, legacy=None):
+    """mcnemar() of two evaluations on the same questions; from an older record's stored pair if one
+    of them has figures only."""
+    if a.get("right") is not None and b.get("right") is not None:
+        if a["questions"] != b["questions"]:
+            raise ValueError("paired evaluations on different questions")
+        return evaluation.mcnemar(answers(a), answers(b))
+    return legacy
+
+
+# -----------------------------------------------------------------------------
 # The tables: every finished run, every seed (an unfinished run is left out, and said so).
 
 ARMS = ("warmup", "sft", "saie", "saie-support", "saie-oppose", "scripted", "sft-matched")
 SHOWN = ("alone", "honest", "fixed")
-
-
-def evaluated(out, method, discussion):
-    return evaluation.load_results(out / "eval" / f"{method}-{discussion}" / "results.json")
 
 
 def figures(r):
@@ -189,19 +277,19 @@ def _cell(v):
 
 
 def tables():
-    """experiments/results/: grid.csv, headline.csv, paired.csv, study.json, summary.md, curves.svg."""
+    """experiments/results/: grid.csv, headline.csv, paired.csv, study.json, summary.md, curves.svg,
+    from the records alone."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     missing = []
     grid = []
     for arm, settings in GRID.items():
         for s in settings:
-            out = RUNS / grid_name(arm, s)
-            if not (out / "results.json").exists():
+            if not (r := record(grid_name(arm, s))):
                 missing.append(grid_name(arm, s))
                 continue
             row = {"arm": arm, **{k.lstrip("-").replace("-", "_"): v for k, v in zip(s[::2], s[1::2])}}
             for d in SHOWN:
-                row[f"val_{d}"] = figures(evaluated(out, arm, d))["accuracy"]
+                row[f"val_{d}"] = r["evals"][f"{arm}-{d}"]["accuracy"]
             grid.append(row)
     if grid and not missing:
         for arm in GRID:
@@ -213,45 +301,49 @@ def tables():
     write_csv(RESULTS / "grid.csv", grid)
 
     headline, paired, curves = [], [], {}
-    seeds = [str(s) for s in SEEDS] + ["capacity"]
-    for seed in seeds:
+    for seed in [str(s) for s in SEEDS] + ["capacity"]:
         for arm in ARMS:
-            out = RUNS / "test" / seed / ("sft" if arm == "warmup" else arm)
-            method = "warmup" if arm == "warmup" else arm.split("-")[0] if arm != "sft-matched" else "sft"
-            if not (out / "results.json").exists():
+            r = record(f"test/{seed}/{'sft' if arm == 'warmup' else arm}")
+            method = "warmup" if arm == "warmup" else "sft" if arm == "sft-matched" else arm.split("-")[0]
+            if not r:
                 if (seed != "capacity" or arm in ("sft", "saie")) and arm != "warmup":
                     missing.append(f"test/{seed}/{arm}")
                 continue
             row = {"seed": seed, "arm": arm}
             for d in SHOWN:
-                for k, v in figures(evaluated(out, method, d)).items():
-                    row[f"{d}_{k}"] = v
-            if (out / "cpu.json").exists() and arm != "warmup":
-                row["run_cpu_s"] = json.loads((out / "cpu.json").read_text())["cpu_s"]
+                for k, v in r["evals"][f"{method}-{d}"].items():
+                    if k not in ("n", "right", "questions"):
+                        row[f"{d}_{k}"] = v
+            if arm != "warmup" and r["cpu_s"] is not None:
+                row["run_cpu_s"] = r["cpu_s"]
             headline.append(row)
             # Each arm against SFT; the stance ablations and the format control against SAIE too.
-            for other in ("sft", "saie") if arm in ("saie-support", "saie-oppose", "scripted") else ("sft",):
-                other_out = RUNS / "test" / seed / other
-                if arm in ("sft", "warmup", other) or not (other_out / "results.json").exists():
+            for other in PAIRED_WITH.get(arm, ()):
+                if not (o := record(f"test/{seed}/{other}")):
                     continue
                 for d in SHOWN:
-                    m = evaluation.paired(evaluated(out, method, d), evaluated(other_out, other, d))
+                    m = paired_record(r["evals"][f"{method}-{d}"], o["evals"][f"{other}-{d}"],
+                                      r.get("paired", {}).get(other, {}).get(d))
+                    if m is None:
+                        missing.append(f"the pair test/{seed}/{arm} − {other} ({d}): rerun {other}")
+                        continue
                     paired.append({"seed": seed, "a": arm, "b": other, "discussion": d, **m})
-            metrics = out / method / "metrics.jsonl"
-            if seed == "1337" and arm != "warmup" and metrics.exists():
-                rows = [json.loads(l) for l in metrics.read_text().splitlines() if l]
-                if points := [(r["step"] + 1, r["val_alone"]) for r in rows if "val_alone" in r]:
-                    curves[arm] = points
+            if seed == "1337" and arm != "warmup" and r["curve"]:
+                curves[arm] = r["curve"]
     write_csv(RESULTS / "headline.csv", headline)
     write_csv(RESULTS / "paired.csv", paired)
-    cost = json.loads((RUNS / "cost.json").read_text()) if (RUNS / "cost.json").exists() else None
+    known = [json.loads(p.read_text())["cpu_s"] for p in (RESULTS / "runs").glob("*.json")]
+    per_step = None
+    if all(record(f"cost/{a}-{n}") for a in ("sft", "saie") for n in (20, 60)):
+        per_step = {a: (cpu(f"cost/{a}-60") - cpu(f"cost/{a}-20")) / 40 for a in ("sft", "saie")}
     (RESULTS / "study.json").write_text(json.dumps({
-        "grid": {arm: GRID[arm] for arm in GRID}, "seeds": SEEDS, "common": COMMON, "cost": cost,
-        "cpu_hours": sum(cpu(p.parent) for p in RUNS.rglob("cpu.json")) / 3600,  # finished runs
-        "missing": missing}, indent=2) + "\n")
+        "grid": {arm: GRID[arm] for arm in GRID}, "seeds": SEEDS, "common": COMMON, "pinned": PINNED,
+        "cpu_s_per_step": per_step,
+        "cpu_hours": sum(c for c in known if c is not None) / 3600,  # the records that kept their CPU
+        "runs_without_cpu": sum(c is None for c in known), "missing": missing}, indent=2) + "\n")
     if curves:
         (RESULTS / "curves.svg").write_text(evaluation._curves(
-            {f"{arm} alone": pts for arm, pts in curves.items() if arm != "sft-matched"}) + "\n")
+            {f"{arm} alone": pts for arm, pts in curves.items()}) + "\n")
     (RESULTS / "summary.md").write_text(summary(headline, paired, missing))
     fill(ROOT / "docs" / "results.md", "headline", (RESULTS / "summary.md").read_text())
     fill(ROOT / "README.md", "headline", front_table(headline, paired))

@@ -34,12 +34,16 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
     for seed in ("1337", "1"):
         for arm, method, rights in (("sft", "sft", sft), ("saie", "saie", saie if seed == "1337" else sft)):
             out = runs / "test" / seed / arm
-            for d in arith.SHOWN:
-                fake_eval(out / "eval" / f"{method}-{d}", rights, "single" if d == "alone" else "self")
-            (out / "results.json").write_text("{}")
-        for d in arith.SHOWN:
-            fake_eval(runs / "test" / seed / "sft" / "eval" / f"warmup-{d}", [0] * 10,
-                      "single" if d == "alone" else "self")
+            evals = [("warmup", [0] * 10)] * (arm == "sft") + [(method, rights)]
+            for who, right in evals:
+                for d in arith.SHOWN:
+                    fake_eval(out / "eval" / f"{who}-{d}", right, "single" if d == "alone" else "self")
+            (out / "results.json").write_text(json.dumps({"results": [
+                {"method": who, "discussion": d} for who, _ in evals for d in arith.SHOWN]}))
+            arith.write_record(f"test/{seed}/{arm}")  # what run() does when a run finishes
+    # The tables need the records only: the runs' folders can go (a fresh clone has none).
+    import shutil
+    shutil.rmtree(runs)
     arith.tables()
 
     paired = (tmp_path / "results" / "paired.csv").read_text().splitlines()
@@ -56,3 +60,21 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
     results = (root / "docs" / "results.md").read_text()
     assert "+10.0 (p 1.000), +0.0 (p 1.000); pooled +5.0 (p 1.000)" in results
     assert "Not finished yet: " in results
+
+
+def test_a_record_holds_the_right_answers_and_an_older_one_its_stored_pair(tmp_path, monkeypatch):
+    monkeypatch.setattr(arith, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(arith, "RESULTS", tmp_path / "results")
+    rights = [1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1]  # leading and trailing bits both count
+    out = tmp_path / "runs" / "test" / "1" / "sft"
+    fake_eval(out / "eval" / "sft-alone", rights)
+    (out / "results.json").write_text(json.dumps({"results": [{"method": "sft", "discussion": "alone"}]}))
+    arith.write_record("test/1/sft")
+    e = arith.record("test/1/sft")["evals"]["sft-alone"]
+    assert arith.answers(e) == [bool(x) for x in rights] and arith.fresh("test/1/sft")
+    other = dict(e, right=f"{int('0' * 12, 2):x}")
+    assert arith.paired_record(e, other)["only_a"] == 4
+    # An older record (figures only) pairs from the counts it stored, or not at all.
+    stored = {"n": 12, "only_a": 3, "only_b": 1, "diff": 2 / 12, "p": 0.625}
+    assert arith.paired_record(dict(e, right=None), other, stored) is stored
+    assert arith.paired_record(dict(e, right=None), other) is None
