@@ -38,7 +38,7 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
             for who, right in evals:
                 for d in arith.SHOWN:
                     fake_eval(out / "eval" / f"{who}-{d}", right, "single" if d == "alone" else "self")
-            (out / "results.json").write_text(json.dumps({"results": [
+            (out / "results.json").write_text(json.dumps({"args": {"init": "scratch"}, "results": [
                 {"method": who, "discussion": d} for who, _ in evals for d in arith.SHOWN]}))
             arith.write_record(f"test/{seed}/{arm}")  # what run() does when a run finishes
     # The tables need the records only: the runs' folders can go (a fresh clone has none).
@@ -58,7 +58,7 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
     assert "| SAIE | 2 | 55.0 | 55.0 | 55.0 | +5.0 (1.000) |" in readme
     assert "| SFT | 2 | 50.0 |" in readme and "| warm-up | 2 | 0.0 |" in readme
     results = (root / "docs" / "results.md").read_text()
-    assert "+10.0 (p 1.000), +0.0 (p 1.000); pooled +5.0 (p 1.000)" in results
+    assert "1337: +10.0 (p 1.000), 1: +0.0 (p 1.000); pooled +5.0 (p 1.000)" in results
     assert "Not finished yet: " in results
 
 
@@ -68,7 +68,7 @@ def test_a_record_holds_the_right_answers_and_an_older_one_its_stored_pair(tmp_p
     rights = [1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1]  # leading and trailing bits both count
     out = tmp_path / "runs" / "test" / "1" / "sft"
     fake_eval(out / "eval" / "sft-alone", rights)
-    (out / "results.json").write_text(json.dumps({"results": [{"method": "sft", "discussion": "alone"}]}))
+    (out / "results.json").write_text(json.dumps({"args": {"init": "scratch"}, "results": [{"method": "sft", "discussion": "alone"}]}))
     arith.write_record("test/1/sft")
     e = arith.record("test/1/sft")["evals"]["sft-alone"]
     assert arith.answers(e) == [bool(x) for x in rights] and arith.fresh("test/1/sft")
