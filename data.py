@@ -581,6 +581,7 @@ def _apply(op, v, b):
     return r if 0 <= r <= ARITH_MAX_VALUE else None
 
 
+@functools.lru_cache(maxsize=None)  # a few thousand (op, v): the same list, drawn from millions of times
 def _arith_operands(op, v):
     """The operands b that give a result >= 1 (from 2: x1 and /1 teach nothing, '1 are' is bad English)."""
     bs = range(2, (ARITH_MAX_FACTOR if op in "*/" else ARITH_MAX_OPERAND) + 1)

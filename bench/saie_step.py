@@ -80,7 +80,7 @@ def main():
     learner = GPT.from_pretrained(args.init)
     tok = data.get_tokenizer(learner.tokenizer_spec)
     partner = copy.deepcopy(learner).requires_grad_(False).eval()
-    opt = saie.make_optimizer(learner, args, args.lr, args.device)
+    opt = saie.make_optimizer(learner, args, args.lr["saie"], args.device)
     lspk = discuss.Speaker(learner, tok, args.max_turn_tokens, temperature=args.temperature)
     pspk = discuss.Speaker(partner, tok, args.max_turn_tokens, temperature=args.partner_temperature)
 

@@ -429,8 +429,8 @@ def test_defaults():
     assert (a.temperature, a.agents, a.rounds) == (0.7, 3, 1)
     a = ev.parse_args(["--model", "gpt2", "--mode", "self"])
     assert (a.temperature, a.stance, a.rounds, a.samples) == (0.0, "both", 1, 1)
-    # A turn as long as arith's block_size (256) would leave no room for the prompt: 40, as saie.py's preset.
-    assert ev.parse_args(["--ckpt", "x.pt", "--task", "arith"]).max_new_tokens == 40
+    # A turn as long as arith's block_size (256) would leave no room for the prompt: 24, as saie.py's preset.
+    assert ev.parse_args(["--ckpt", "x.pt", "--task", "arith"]).max_new_tokens == 24
     assert ev.parse_args(["--ckpt", "x.pt", "--task", "gsm8k"]).max_new_tokens == 256
     assert ev.parse_args(["--ckpt", "x.pt", "--task", "arith", "--max-new-tokens", "12"]).max_new_tokens == 12
 

@@ -43,12 +43,21 @@ def test_compare_run_end_to_end(tmp_path, capsys):
     assert len(trs) == 4 * 4 and all(json.loads(t)["turns"][1]["speaker"] == "partner" for t in trs)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {(r["method"], r["discussion"]) for r in results["results"]} == \
-        {(m, d) for m in ("warmup", "sft", "saie") for d in ("alone", "honest", "fixed", "forced")}
+        {(m, d) for m in ("warmup", "sft", "saie") for d in ("alone", "honest", "fixed")}
     from tests.test_eval import assert_rows_match   # the report's table shows results.json, row by row
     assert_rows_match((tmp_path / "report.html").read_text(), results["results"])
     # The same number of steps from the same warm-up (tests/test_invariants.py checks the start), yet they differ.
     sft, saie_ = weights(tmp_path / "sft" / "ckpt.pt"), weights(tmp_path / "saie" / "ckpt.pt")
     assert any(not torch.equal(sft[k], saie_[k]) for k in sft)
+
+
+def test_each_method_gets_the_learning_rate_the_study_chose_unless_lr_is_given():
+    a = saie.parse_args([])
+    assert a.lr == {"sft": 5e-4, "saie": 1e-3, "scripted": 1e-3} and a.plain_weight == 3.0
+    assert (a.steps, a.max_turn_tokens, a.discussions) == (100, 24, ["honest", "fixed"])
+    assert saie.parse_args(["--lr", "2e-3"]).lr == {"sft": 2e-3, "saie": 2e-3, "scripted": 2e-3}
+    a = saie.parse_args(["--task", "gsm8k"])  # pretrained models keep one rate and weight 1
+    assert a.lr == {"sft": 2e-5, "saie": 2e-5, "scripted": 2e-5} and a.plain_weight == 1.0
 
 
 def test_no_eval_warmup_evaluates_the_method_alone_with_the_warmup_as_fixed_partner(tmp_path):
