@@ -20,8 +20,8 @@ Stages:
   3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up (1337: the shipped
      one; 1 and 2: from scratch): SFT, SAIE, the format control, SAIE support-only, SAIE
      oppose-only, and SFT with SAIE's compute.
-  4. capacity (6 layers, 256 wide; one seed, its own warm-up): SFT and SAIE at the settings chosen
-     at the small size.
+  4. capacity (6 layers, 192 wide: 3x the parameters; one seed, its own warm-up): SFT and SAIE at
+     the settings chosen at the small size. Its warm-up is queued first: it is the longest.
 """
 
 import argparse
@@ -57,7 +57,7 @@ SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 13
 # their own warm-ups: reported, paired within themselves, never run again.
 EARLIER = ("1-earlier", "2-earlier")
 CURRENT = {str(s) for s in SEEDS}
-CAPACITY = ["--n-layer", "6", "--n-head", "8", "--n-embd", "256"]
+CAPACITY = ["--n-layer", "6", "--n-head", "6", "--n-embd", "192"]  # 3.0M parameters, 3x the default's
 VALIDATION = ["--eval-split", "validation", "--eval-limit", "1000"]
 TEST = ["--eval-split", "test", "--eval-limit", "2000"]
 CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (validation), seed 1337 only
@@ -154,6 +154,10 @@ def main(argv=None):
     log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
     arms["sft-matched"] = [*arms["sft"], "--steps", str(matched), "--no-eval-warmup"]
 
+    # The capacity point's warm-up first: the longest run, on which its two runs wait (stage 4).
+    big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
+                                          *VALIDATION, "--discussions"],
+                      needed=not (record("test/capacity/sft") and record("test/capacity/saie")))
     order = [(arm, s) for arm in ("sft", "saie", "scripted") for s in SEEDS] + [
         (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")] + [
         ("sft-matched", s) for s in SEEDS]
@@ -172,9 +176,6 @@ def main(argv=None):
                    needed=name in partners and not fresh(name)) for arm, seed in order]
 
     # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
-    todo = not (record("test/capacity/sft") and record("test/capacity/saie"))
-    big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
-                                          *VALIDATION, "--discussions"], needed=todo)
     big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
            "--seed", "1337", *COMMON, *TEST]
     jobs += [submit("test/capacity/sft", [*arms["sft"], *big], big_warm),
@@ -424,7 +425,7 @@ def summary(headline, paired, missing):
         lines += paired_table(paired, other, arms)
     capacity = [p for p in paired if p["seed"] == "capacity" and p["b"] == "sft"]
     if capacity:
-        lines += ["", "Capacity point (6 layers, 256 wide, seed 1337), SAIE − SFT: " + ", ".join(
+        lines += ["", "Capacity point (6 layers, 192 wide, 3.0M parameters, seed 1337), SAIE − SFT: " + ", ".join(
             f"{p['discussion']} {100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in capacity)]
     if missing:
         lines += ["", "Not finished yet: " + ", ".join(missing)]
