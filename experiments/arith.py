@@ -69,6 +69,8 @@ def run(name, args, log, needed=False):
     or a run a new one is paired with that predates the records' right/wrong answers). Its CPU
     seconds (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
     out = RUNS / name
+    while (pid := out / "pid").exists() and Path(f"/proc/{pid.read_text()}").exists():
+        time.sleep(10)  # another study process runs it: wait for it rather than run it twice
     if (out / "results.json").exists() or (record(name) and not needed):
         if (out / "results.json").exists() and not fresh(name):
             write_record(name)
@@ -82,7 +84,9 @@ def run(name, args, log, needed=False):
     with open(out / "log.txt", "a") as f:
         child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+        (out / "pid").write_text(str(child.pid))
         _, status, usage = os.wait4(child.pid, 0)
+        (out / "pid").unlink()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"arith.py: error: run {name} failed; see {out / 'log.txt'}")
     cpu_s = usage.ru_utime + usage.ru_stime
@@ -158,6 +162,9 @@ def main(argv=None):
     big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
                                           *VALIDATION, "--discussions"],
                       needed=not (record("test/capacity/sft") and record("test/capacity/saie")))
+    # A study resumed after the capacity warm-up has finished runs the capacity point first: its two
+    # runs are the longest left.
+    capacity_first = bool(record("warmup-capacity"))
     order = [(arm, s) for arm in ("sft", "saie", "scripted") for s in SEEDS] + [
         (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")] + [
         ("sft-matched", s) for s in SEEDS]
@@ -172,14 +179,15 @@ def main(argv=None):
     base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
         [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
                                  "--warmup-steps", "0"]) for seed in SEEDS}
-    jobs = [submit(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
-                   needed=name in partners and not fresh(name)) for arm, seed in order]
-
     # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
     big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
            "--seed", "1337", *COMMON, *TEST]
-    jobs += [submit("test/capacity/sft", [*arms["sft"], *big], big_warm),
-             submit("test/capacity/saie", [*arms["saie"], *big], big_warm)]
+    capacity = lambda: [submit("test/capacity/saie", [*arms["saie"], *big], big_warm),
+                        submit("test/capacity/sft", [*arms["sft"], *big], big_warm)]
+    jobs = capacity() if capacity_first else []
+    jobs += [submit(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
+                    needed=name in partners and not fresh(name)) for arm, seed in order]
+    jobs += [] if capacity_first else capacity()
     [f.result() for f in jobs]
     tables()
     log("study complete")
