@@ -21,7 +21,7 @@ Stages:
      one; 1 and 2: from scratch): SFT, SAIE, the format control, SAIE support-only, SAIE
      oppose-only, and SFT with SAIE's compute.
   4. capacity (6 layers, 192 wide: 3x the parameters; one seed, its own warm-up): SFT and SAIE at
-     the settings chosen at the small size. Its warm-up is queued first: it is the longest.
+     the settings chosen at the small size; the longest chain, on a core of its own from the start.
 """
 
 import argparse
@@ -128,10 +128,14 @@ def main(argv=None):
             if done.parent.parent.name != "eval" and not fresh(str(done.parent.relative_to(RUNS))):
                 write_record(str(done.parent.relative_to(RUNS)))
         return tables()
-    pool = ThreadPoolExecutor(args.workers)
+    # The capacity point (stage 4) is the longest chain (its warm-up, then its runs): it runs on a core
+    # of its own from the start, the rest on the others.
+    capacity_todo = not (record("test/capacity/sft") and record("test/capacity/saie"))
+    pool = ThreadPoolExecutor(max(1, args.workers - capacity_todo))
+    chain = ThreadPoolExecutor(1)
 
-    def submit(name, a, after=None, needed=False):  # after: a run this one needs, queued before it
-        return pool.submit(lambda: (after and after.result(), run(name, a, log, needed))[1])
+    def submit(name, a, after=None, needed=False, on=pool):  # after: a run this one needs, queued before
+        return on.submit(lambda: (after and after.result(), run(name, a, log, needed))[1])
 
     # 1. The grid on validation.
     grid = [submit(grid_name(arm, s), ["--method", arm, *s, *COMMON, *VALIDATION]) for arm in GRID
@@ -158,13 +162,14 @@ def main(argv=None):
     log(f"CPU seconds per step: {per_step}; SFT with SAIE's compute: {matched} steps")
     arms["sft-matched"] = [*arms["sft"], "--steps", str(matched), "--no-eval-warmup"]
 
-    # The capacity point's warm-up first: the longest run, on which its two runs wait (stage 4).
+    # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
     big_warm = submit("warmup-capacity", ["--init", "scratch", "--method", "warmup", *CAPACITY, *COMMON,
-                                          *VALIDATION, "--discussions"],
-                      needed=not (record("test/capacity/sft") and record("test/capacity/saie")))
-    # A study resumed after the capacity warm-up has finished runs the capacity point first: its two
-    # runs are the longest left.
-    capacity_first = bool(record("warmup-capacity"))
+                                          *VALIDATION, "--discussions"], needed=capacity_todo, on=chain)
+    big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
+           "--seed", "1337", *COMMON, *TEST]
+    jobs = [submit("test/capacity/saie", [*arms["saie"], *big], on=chain),
+            submit("test/capacity/sft", [*arms["sft"], *big], on=chain)]
+
     order = [(arm, s) for arm in ("sft", "saie", "scripted") for s in SEEDS] + [
         (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")] + [
         ("sft-matched", s) for s in SEEDS]
@@ -179,15 +184,8 @@ def main(argv=None):
     base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
         [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
                                  "--warmup-steps", "0"]) for seed in SEEDS}
-    # 4. The capacity point: a larger model, one seed, the settings chosen at the small size.
-    big = ["--init", str(RUNS / "warmup-capacity" / "warmup" / "model.pt"), "--warmup-steps", "0",
-           "--seed", "1337", *COMMON, *TEST]
-    capacity = lambda: [submit("test/capacity/saie", [*arms["saie"], *big], big_warm),
-                        submit("test/capacity/sft", [*arms["sft"], *big], big_warm)]
-    jobs = capacity() if capacity_first else []
     jobs += [submit(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
                     needed=name in partners and not fresh(name)) for arm, seed in order]
-    jobs += [] if capacity_first else capacity()
     [f.result() for f in jobs]
     tables()
     log("study complete")
