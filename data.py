@@ -208,10 +208,8 @@ def calc(expr):
             return tokens[pos - 1]
 
     def factor():
-        if take("-"):
-            return -factor()
-        if take("+"):
-            return factor()
+        if sign := take("-", "+"):
+            return -factor() if sign == "-" else factor()
         if take("("):
             v = expression()
             if not take(")"):
@@ -577,10 +575,7 @@ STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 
 def _apply(op, v, b):
     """v op b, or None when the result is not a whole number in 0..ARITH_MAX_VALUE."""
-    if op == "/":
-        r = v // b if b and v % b == 0 else -1
-    else:
-        r = v + b if op == "+" else v - b if op == "-" else v * b
+    r = {"+": v + b, "-": v - b, "*": v * b, "/": v // b if b and v % b == 0 else -1}[op]
     return r if 0 <= r <= ARITH_MAX_VALUE else None
 
 
