@@ -44,12 +44,12 @@ class DataError(ValueError):
 
 @dataclass
 class Example:
-    question: str                # as shown to the model (multiple choice: question + lettered choices)
-    rationale: str               # gold reasoning, without the final "#### N" line ("" when the set has none)
-    answer: str                  # gold final answer: a normalised number as a string, or a letter
+    question: str    # as shown to the model (multiple choice: question + lettered choices)
+    rationale: str   # gold reasoning, without the final "#### N" line ("" when the set has none)
+    answer: str      # gold final answer: a normalised number as a string, or a letter
     choices: list[str] | None = None
     id: str = ""
-    calc_rationale: str = ""     # gsm8k only: the rationale with its <<a*b=c>> calculator notes
+    calc_rationale: str = ""  # gsm8k only: the rationale with its <<a*b=c>> calculator notes
 
 
 # -----------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def write_atomic(path, content):
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
             f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old file or the new
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old file or new
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -82,19 +82,14 @@ def write_atomic(path, content):
     return path
 
 
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def download(url, path, sha256=None, token=None):
     """Fetch url into path over HTTPS: stream to a temp file beside it, check, then rename."""
     path = Path(path)
     if not url.startswith("https://"):
         raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
-    if path.is_file() and (sha256 is None or _sha256(path) == sha256):
+    if path.is_file() and (sha256 is None
+                           or hashlib.sha256(path.read_bytes()).hexdigest() == sha256):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     headers = {"User-Agent": "saie"} | ({"Authorization": f"Bearer {token}"} if token else {})
 
     def fetch(f):
@@ -115,46 +110,47 @@ def download(url, path, sha256=None, token=None):
         return write_atomic(path, fetch)
     except DataError:
         raise
-    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError are OSErrors
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError: OSErrors
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local "
                         f"copy (--data-dir for data sets, a local directory for models)") from None
 
 
 def hub_file(repo, filename):
-    """One file of a Hugging Face hub repo, cached under $SAIE_CACHE/hub (HF_TOKEN for gated repos)."""
+    """One file of a Hugging Face hub repo, cached under $SAIE_CACHE/hub (gated repos: HF_TOKEN)."""
     parts = [*repo.split("/"), *filename.split("/")]
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or any(p in ("", ".", "..") for p in parts):
         raise DataError(f"not a hub repo and file: {repo!r}, {filename!r}")
-    path, token = cache_dir("hub", repo, filename), os.environ.get("HF_TOKEN")
-    if path.is_file():
-        return path
-    try:
-        return download(f"https://huggingface.co/{repo}/resolve/main/{filename}", path, token=token)
+    token = os.environ.get("HF_TOKEN")
+    url = f"https://huggingface.co/{repo}/resolve/main/{filename}"
+    try:  # a cached file is returned as it is
+        return download(url, cache_dir("hub", repo, filename), token=token)
     except DataError as e:
-        raise DataError(f"{e}{'' if token else '; gated repos (meta-llama/...) also need HF_TOKEN'}") from None
+        gated = "" if token else "; gated repos (meta-llama/...) also need HF_TOKEN"
+        raise DataError(f"{e}{gated}") from None
 
 
 def read_jsonl(path):
-    """Yield (line number, dict) of a JSON-lines file; any defect is a DataError naming file:line."""
+    """Yield (line number, dict) of a JSON-lines file; a defect is a DataError naming file:line."""
     n = lineno = 0
     with open(path, "rb") as f:
         while raw := f.readline(MAX_LINE + 1):  # capped: a gigantic line cannot eat the memory
             lineno += 1
+            where = f"{path}:{lineno}"
             if len(raw) > MAX_LINE:
-                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE} bytes")
+                raise DataError(f"{where}: line longer than {MAX_LINE} bytes")
             try:
                 text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start})") from None
+                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
             if not text.strip():
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno})") from None
+                raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
             if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
             n += 1
             yield lineno, obj
     if n == 0:
@@ -212,10 +208,8 @@ def calc(expr):
             return tokens[pos - 1]
 
     def factor():
-        if take("-"):
-            return -factor()
-        if take("+"):
-            return factor()
+        if sign := take("-", "+"):
+            return -factor() if sign == "-" else factor()
         if take("("):
             v = expression()
             if not take(")"):
@@ -262,7 +256,7 @@ class Task:
     name: str
     splits: tuple[str, ...]   # the last one is the split we evaluate on
     urls: dict                # split -> (url, sha256 or None), fetched when there is no data_dir
-    files: dict               # split -> its possible file names in data_dir; the first names the cached copy
+    files: dict               # split -> its file names in data_dir; the first names the cached copy
 
     def load(self, split, data_dir=None):
         if split not in self.splits:
@@ -273,12 +267,10 @@ class Task:
         return f"{ex.rationale}\n#### {ex.answer}"
 
     def _load(self, split, data_dir):
-        """A JSON-lines file, one example per line (parse() reads one); arith and MMLU override this."""
+        """A JSON-lines file, one example per line (parse() reads one); arith, MMLU: their own."""
         path = self._locate(split, data_dir)
-        out = []
-        for lineno, obj in read_jsonl(path):
-            out.append(self.parse(obj, f"{path}:{lineno}", f"{split}-{len(out)}"))
-        return out
+        return [self.parse(obj, f"{path}:{lineno}", f"{split}-{i}")
+                for i, (lineno, obj) in enumerate(read_jsonl(path))]
 
     def _locate(self, split, data_dir):
         """The split's file in data_dir (or data_dir/<task>), else downloaded into the cache."""
@@ -286,11 +278,11 @@ class Task:
         if data_dir is None:
             url, sha = self.urls[split]
             return download(url, cache_dir("data", self.name, names[0]), sha256=sha)
-        for d in (Path(data_dir), Path(data_dir) / self.name):
-            for name in names:
-                if (d / name).is_file():
-                    return d / name
-        raise DataError(f"no {self.name} {split} file ({' or '.join(names)}) in {data_dir} or {data_dir}/{self.name}")
+        dirs = (Path(data_dir), Path(data_dir) / self.name)
+        if found := next((d / n for d in dirs for n in names if (d / n).is_file()), None):
+            return found
+        raise DataError(f"no {self.name} {split} file ({' or '.join(names)}) in {data_dir} "
+                        f"or {data_dir}/{self.name}")
 
 
 class NumberTask(Task):
@@ -309,12 +301,14 @@ class NumberTask(Task):
 
 class GSM8K(NumberTask):
     name, splits = "gsm8k", ("train", "test")
-    urls = {s: (f"https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{s}.jsonl",
-                sha) for s, sha in [("train", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
-                                    ("test", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14")]}
+    URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data"
+    urls = {"train": (f"{URL}/train.jsonl",
+                      "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
+            "test": (f"{URL}/test.jsonl",
+                     "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14")}
     files = {"train": ["train.jsonl"], "test": ["test.jsonl"]}
-    NOTE = re.compile(r"<<([^<>=]+)=([^<>]+)>>")                                 # <<48/2=24>>
-    SHOWN = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")                               # a number right after a note
+    NOTE = re.compile(r"<<([^<>=]+)=([^<>]+)>>")                   # <<48/2=24>>
+    SHOWN = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")                 # a number right after a note
     MENTION = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\w,])|(?<![\w.])\d+(?:\.\d+)?(?![\w])")
 
     def __init__(self, keep_calculator=False):
@@ -331,19 +325,20 @@ class GSM8K(NumberTask):
         gold = normalize_number(final)
         if gold is None:
             raise DataError(f"{where}: field 'answer': {final[:40]!r} after #### is not a number")
-        return Example(question.strip(), self.strip(rationale), gold, id=id, calc_rationale=rationale)
+        return Example(question.strip(), self.strip(rationale), gold, id=id,
+                       calc_rationale=rationale)
 
     def wrong_target(self, ex, rng):
-        """Slip one calculator step and carry the error through: plausible reasoning, wrong answer."""
+        """Slip one calculator step and carry the error: plausible reasoning, wrong answer."""
         text = ex.calc_rationale or ex.rationale
         notes = list(self.NOTE.finditer(text))
         for k in rng.sample(range(len(notes)), len(notes)):
             slipped = self._slip(text, notes, k, ex.answer, rng)
             if slipped:
                 return f"{self.strip(slipped[0])}\n#### {slipped[1]}"
-        # No note to slip (or none reaches the answer): change the final answer and its last mention.
+        # No note to slip (or none reaches the answer): change the final answer, its last mention.
         gold = Fraction(ex.answer)
-        wrong = _fmt(gold + rng.choice([-2, -1, 1, 2, 10]) if gold > 2 else gold + rng.choice([1, 2, 10]))
+        wrong = _fmt(gold + rng.choice([-2, -1, 1, 2, 10] if gold > 2 else [1, 2, 10]))
         mentions = [m for m in self.MENTION.finditer(text) if _num(m.group()) == gold]
         if mentions:
             m = mentions[-1]
@@ -356,10 +351,11 @@ class GSM8K(NumberTask):
         old = _num(notes[k].group(2))
         if old is None:
             return None
-        delta = Fraction(rng.choice([1, 2, 10]) * rng.choice([-1, 1]), 1 if old.denominator == 1 else 10)
-        changed = {old: old + delta if old + delta >= 0 or old < 0 else old + abs(delta)}  # value -> slipped
+        delta = Fraction(rng.choice([1, 2, 10]) * rng.choice([-1, 1]),
+                         1 if old.denominator == 1 else 10)
+        changed = {old: old + delta if old + delta >= 0 or old < 0 else old + abs(delta)}
 
-        def carry(s):  # numbers (in prose or in an expression) that hold a changed value
+        def carry(s):  # numbers (in prose or in an expression) that hold a changed value -> slipped
             return self.MENTION.sub(lambda m: _fmt(changed[v]) if (v := _num(m.group())) in changed
                                     else m.group(), s)
 
@@ -373,7 +369,7 @@ class GSM8K(NumberTask):
             if j == k:
                 value = changed[old]
             elif expr == m.group(1):       # a step that uses no changed value keeps its result, and
-                changed.pop(result, None)  # later uses of that number refer to this step, not the slip
+                changed.pop(result, None)  # later uses of that number mean this step, not the slip
                 out.append(m.group())
                 continue
             else:
@@ -394,30 +390,32 @@ class GSM8K(NumberTask):
 
 
 class MultipleChoice(Task):
-    """Lettered choices inside the question; no gold rationale, so the target is an answer sentence."""
+    """Lettered choices in the question; no gold rationale, so the target is an answer sentence."""
     letters: str
 
     def target(self, ex):
         return self._sentence(ex, ex.answer)
 
     def wrong_target(self, ex, rng):
-        return self._sentence(ex, rng.choice([l for l in self.letters[:len(ex.choices)] if l != ex.answer]))
+        wrong = [l for l in self.letters[:len(ex.choices)] if l != ex.answer]
+        return self._sentence(ex, rng.choice(wrong))
 
     def _sentence(self, ex, letter):
         choice = ex.choices[self.letters.index(letter)].rstrip(".")
         return f"The answer is ({letter}) {choice}.\n#### {letter}"
 
     def extract(self, text, choices=None):
-        """The chosen letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the one choice named."""
+        """The letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the choice named."""
         L = self.letters
-        for pattern, which in [(rf"####\s*\(?([{L}])\b", 0), (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
-                               (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
+        for pattern, which in [(rf"####\s*\(?([{L}])\b", 0),
+                               (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1), (rf"\(([{L}])\)", -1),
+                               (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
             found = re.findall(pattern, text)
             if found:
                 return found[which]
         if choices:
-            low = text.lower()
-            named = [l for l, c in zip(L, choices) if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", low)]
+            named = [l for l, c in zip(L, choices)
+                     if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", text.lower())]
             if len(named) == 1:
                 return named[0]
         return None
@@ -426,8 +424,9 @@ class MultipleChoice(Task):
         return self.extract(text, ex.choices) == ex.answer
 
     def example(self, question, choices, answer, id):
-        lettered = " ".join(f"({l}) {c.strip()}" for l, c in zip(self.letters, choices))
-        return Example(f"{question.strip()}\n{lettered}", "", answer, [c.strip() for c in choices], id)
+        choices = [c.strip() for c in choices]
+        lettered = " ".join(f"({l}) {c}" for l, c in zip(self.letters, choices))
+        return Example(f"{question.strip()}\n{lettered}", "", answer, choices, id)
 
 
 class CommonsenseQA(MultipleChoice):
@@ -440,15 +439,17 @@ class CommonsenseQA(MultipleChoice):
              "validation": ["dev_rand_split.jsonl", "validation.jsonl", "dev.jsonl"]}
 
     def parse(self, obj, where, id):
-        if isinstance(obj.get("question"), dict):   # upstream: question.stem, question.choices[{label, text}]
+        if isinstance(obj.get("question"), dict):  # upstream: question.stem, .choices[{label,text}]
             question = _field(obj, "question.stem", where)
-            choices = [c if isinstance(c, dict) else {} for c in _field(obj, "question.choices", where, list)]
+            choices = _field(obj, "question.choices", where, list)
+            choices = [c if isinstance(c, dict) else {} for c in choices]
             labels, texts = [c.get("label") for c in choices], [c.get("text") for c in choices]
-        else:                                       # flattened: question, choices{label: [..], text: [..]}
+        else:  # flattened: question, choices{label: [..], text: [..]}
             question = _field(obj, "question", where)
-            labels, texts = _field(obj, "choices.label", where, list), _field(obj, "choices.text", where, list)
+            labels, texts = (_field(obj, f"choices.{k}", where, list) for k in ("label", "text"))
         if labels != list(self.letters) or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise DataError(f"{where}: field 'choices' should be five texts labelled A-E, got {labels}")
+            raise DataError(f"{where}: field 'choices' should be five texts labelled A-E, "
+                            f"got {labels}")
         answer = _field(obj, "answerKey", where)
         if answer not in tuple(self.letters):
             raise DataError(f"{where}: field 'answerKey' should be one of A-E, got {answer!r}")
@@ -472,8 +473,8 @@ class MMLU(MultipleChoice):
             return self._load("dev", root)
         folder = self._folder(root, split)
         if folder is None:
-            raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in {root}, "
-                            f"{root}/mmlu or {root}/data")
+            raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in "
+                            f"{root}, {root}/mmlu or {root}/data")
         files = sorted(folder.glob("*.csv"))
         if not files:
             raise DataError(f"{folder}: no .csv files")
@@ -485,18 +486,15 @@ class MMLU(MultipleChoice):
         root = cache_dir("data", "mmlu")
         if not (root / "data").is_dir():
             tar = download(self.url, root / "data.tar")
-            with tempfile.TemporaryDirectory(dir=root) as tmp:  # all or nothing: unpack, then rename
+            with tempfile.TemporaryDirectory(dir=root) as tmp:  # all or nothing: unpack, rename
                 _extract_tar(tar, tmp)
                 os.replace(Path(tmp) / "data", root / "data")
             tar.unlink()
         return root
 
     def _folder(self, root, split):
-        for d in (root, root / "mmlu", root / "data"):
-            for name in self.folders[split]:
-                if (d / name).is_dir():
-                    return d / name
-        return None
+        dirs = (root, root / "mmlu", root / "data")
+        return next((d / n for d in dirs for n in self.folders[split] if (d / n).is_dir()), None)
 
     def _read_csv(self, path, split):
         subject = re.sub(r"_(dev|val|validation|test)$", "", path.stem)
@@ -507,10 +505,13 @@ class MMLU(MultipleChoice):
                 for row in reader:
                     where = f"{path}:{reader.line_num}"
                     if len(row) != 6:
-                        raise DataError(f"{where}: expected 6 columns (question, A, B, C, D, answer), got {len(row)}")
+                        raise DataError(f"{where}: expected 6 columns (question, A, B, C, D, "
+                                        f"answer), got {len(row)}")
                     if row[5].strip() not in tuple(self.letters):
-                        raise DataError(f"{where}: field 'answer' should be one of A-D, got {row[5][:20]!r}")
-                    out.append(self.example(row[0], row[1:5], row[5].strip(), f"{subject}-{split}-{len(out)}"))
+                        raise DataError(f"{where}: field 'answer' should be one of A-D, "
+                                        f"got {row[5][:20]!r}")
+                    out.append(self.example(row[0], row[1:5], row[5].strip(),
+                                            f"{subject}-{split}-{len(out)}"))
         except UnicodeDecodeError as e:
             raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
         except csv.Error as e:
@@ -542,17 +543,17 @@ def _extract_tar(tar_path, dest):
 # Validation and test hold each chain once: a repeated chain would count one problem twice.
 
 ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
-ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long multiplication)
+ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long products)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct chains
-ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18 are train's
+ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct
+ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18: train
 ARITH_SEED = 1234
 
 NAMES = {"Ann": "She", "Mia": "She", "Zoe": "She", "Lily": "She", "Emma": "She", "Sara": "She",
          "Ben": "He", "Tom": "He", "Sam": "He", "Max": "He", "Leo": "He", "Jack": "He"}
-ITEMS = ("pens", "apples", "coins", "cards", "books", "stickers", "marbles", "eggs", "shells", "stamps",
-         "cookies", "toys")
+ITEMS = ("pens", "apples", "coins", "cards", "books", "stickers", "marbles", "eggs", "shells",
+         "stamps", "cookies", "toys")
 BOXES = ("box", "bag", "jar", "basket")
 # Two scenes; {n} name, {p} pronoun, {x} items, {c} container, {a} start value, {b} operand.
 SCENES = [
@@ -574,16 +575,13 @@ STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 
 def _apply(op, v, b):
     """v op b, or None when the result is not a whole number in 0..ARITH_MAX_VALUE."""
-    if op == "/":
-        r = v // b if b and v % b == 0 else -1
-    else:
-        r = v + b if op == "+" else v - b if op == "-" else v * b
+    r = {"+": v + b, "-": v - b, "*": v * b, "/": v // b if b and v % b == 0 else -1}[op]
     return r if 0 <= r <= ARITH_MAX_VALUE else None
 
 
-@functools.lru_cache(maxsize=None)  # a few thousand (op, v): the same list, drawn from millions of times
+@functools.lru_cache(maxsize=None)  # a few thousand (op, v), drawn from millions of times
 def _arith_operands(op, v):
-    """The operands b that give a result >= 1 (from 2: x1 and /1 teach nothing, '1 are' is bad English)."""
+    """The operands b that give a result >= 1 (from 2: x1, /1 teach nothing; '1 are' is bad)."""
     bs = range(2, (ARITH_MAX_FACTOR if op in "*/" else ARITH_MAX_OPERAND) + 1)
     return [b for b in bs if (r := _apply(op, v, b)) is not None and r >= 1]
 
@@ -594,9 +592,9 @@ def arith_chain(steps):
 
 
 def arith_split(steps):
-    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations, operands).
-    Test and validation share what was test's one chain in 10, so train is the same as when there
-    was no validation split (and so are the warm-up assets trained on it)."""
+    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations,
+    operands). Test and validation share what was test's one chain in 10, so train is the same as
+    when there was no validation split (and so are the warm-up assets trained on it)."""
     h = int(hashlib.sha256(arith_chain(steps).encode()).hexdigest(), 16)
     return ARITH_HOLDOUT.get(h % 20, "train")
 
@@ -697,8 +695,10 @@ def load_splits(task, data_dir=None):
     test = task.load(task.splits[-1], data_dir)
     if task.name == "arith":
         return {"train": task.load("train"), "validation": task.load("validation"), "test": test}
-    held = lambda ex: int(hashlib.sha256(ex.question.encode()).hexdigest(), 16) % VALIDATION_SHARE == 0
     train = task.load("train", data_dir)
+
+    def held(ex):
+        return int(hashlib.sha256(ex.question.encode()).hexdigest(), 16) % VALIDATION_SHARE == 0
     return {"train": [ex for ex in train if not held(ex)],
             "validation": [ex for ex in train if held(ex)], "test": test}
 
@@ -707,8 +707,8 @@ def load_splits(task, data_dir=None):
 # Tokenizers: tiktoken encodings with the few facts the rest of the code needs.
 
 class Tokenizer:
-    """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot, bos,
-    stop ids, whether a chat template exists, and `name`: the spec get_tokenizer() rebuilds it from."""
+    """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot,
+    bos, stop ids, whether a chat template exists, and `name`: the spec get_tokenizer() takes."""
 
     def __init__(self, enc, name, eot, bos=None, chat=False, stop_ids=()):
         self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
@@ -716,7 +716,7 @@ class Tokenizer:
         self.stop_ids = set(stop_ids) | {eot}
 
     def encode(self, text):
-        return self.enc.encode_ordinary(text)  # "<|endoftext|>" in text is text, never the special id
+        return self.enc.encode_ordinary(text)  # "<|endoftext|>" in text is text, not the special id
 
     def decode(self, ids):
         return self.enc.decode(ids)
@@ -755,9 +755,10 @@ class ArithTokenizer(Tokenizer):
 
 @functools.lru_cache(maxsize=None)
 def arith_tokenizer():
-    texts = [t for s in SCENES for group in (s["start"], s["ask"], *s["ops"].values()) for t in group]
-    texts += [*NAMES, *NAMES.values(), *ITEMS, *BOXES, "Question Answer Partner I agree disagree The answer is",
-              "Other agents answered Agent Use their reasoning as advice and answer again"]  # eval.py's debate
+    texts = [t for s in SCENES for grp in (s["start"], s["ask"], *s["ops"].values()) for t in grp]
+    texts += [*NAMES, *NAMES.values(), *ITEMS, *BOXES, "Question Answer Partner I agree disagree",
+              "The answer is", "Other agents answered Agent Use their reasoning as advice and",
+              "answer again"]  # the last two: eval.py's debate
     words = sorted({w for t in texts for w in re.findall(r"[A-Za-z]+", t)})
     pieces = [f" {i}" for i in range(ARITH_MAX_VALUE + 1)]
     pieces += [p for w in words + list(".?:=+-*/,()") + ["####"] for p in (w, " " + w)]
@@ -772,8 +773,8 @@ def arith_tokenizer():
 
 @functools.lru_cache(maxsize=None)
 def byte_tokenizer():
-    enc = tiktoken.Encoding("byte", pat_str=r"\S+|\s+", mergeable_ranks={bytes([i]): i for i in range(256)},
-                            special_tokens={"<|endoftext|>": 256})
+    enc = tiktoken.Encoding("byte", pat_str=r"\S+|\s+", special_tokens={"<|endoftext|>": 256},
+                            mergeable_ranks={bytes([i]): i for i in range(256)})
     return Tokenizer(enc, "byte", eot=256)
 
 
@@ -782,23 +783,23 @@ def gpt2_tokenizer():
     try:
         enc = tiktoken.get_encoding("gpt2")
     except Exception as e:  # tiktoken fetches its BPE files once; offline that fails in many ways
-        raise DataError(f"could not load the GPT-2 BPE files ({type(e).__name__}); set TIKTOKEN_CACHE_DIR "
-                        f"to a folder that holds them") from None
+        raise DataError(f"could not load the GPT-2 BPE files ({type(e).__name__}); set "
+                        f"TIKTOKEN_CACHE_DIR to a folder that holds them") from None
     return Tokenizer(enc, "gpt2", eot=enc.eot_token)
 
 
 # Meta's Llama 3 tokenizer: the pre-tokenizer regex and the 256 special tokens after the BPE ranks.
-LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
-                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
-LLAMA3_SPECIALS += [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(LLAMA3_SPECIALS))]
+                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
+                   "<|python_tag|>"] + [f"<|reserved_special_token_{i}|>" for i in range(2, 247)]
 
 
 def llama3_tokenizer(model_file, name, chat):
-    """tokenizer.model: one 'base64-token rank' per line. Parsed here rather than with
-    tiktoken.load.load_tiktoken_bpe, which caches local files by path (a changed file reads stale)."""
+    """tokenizer.model: one 'base64-token rank' per line. Parsed here, not by tiktoken's
+    load_tiktoken_bpe, which caches local files by path (a changed file would read stale)."""
     ranks = {}
     with open(model_file, "rb") as f:
         for lineno, line in enumerate(f, 1):
@@ -812,15 +813,15 @@ def llama3_tokenizer(model_file, name, chat):
     specials = {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
     enc = tiktoken.Encoding(f"llama3:{name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                             special_tokens=specials)
-    eot = specials["<|eot_id|>" if chat else "<|end_of_text|>"]
+    eot, bos = specials["<|eot_id|>" if chat else "<|end_of_text|>"], specials["<|begin_of_text|>"]
     stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-    return Tokenizer(enc, name, eot=eot, bos=specials["<|begin_of_text|>"], chat=chat, stop_ids=stops)
+    return Tokenizer(enc, name, eot=eot, bos=bos, chat=chat, stop_ids=stops)
 
 
 def get_tokenizer(name_or_dir, chat=None):
-    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, or a GPT-2
-    config.json) or a hub repo. Llama 3 gets the chat template when its name contains 'instruct'
-    (Meta's naming: Llama-3.2-1B-Instruct); `chat` overrides that rule."""
+    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, or a
+    GPT-2 config.json) or a hub repo. Llama 3 gets the chat template when its name contains
+    'instruct' (Meta's naming: Llama-3.2-1B-Instruct); `chat` overrides that rule."""
     spec = str(name_or_dir)
     if spec == "arith":
         return arith_tokenizer()
@@ -832,17 +833,19 @@ def get_tokenizer(name_or_dir, chat=None):
     if path.is_dir():
         for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
             if f.is_file():
-                named = "/".join(path.resolve().parts[-2:]).lower()  # '.../Llama-3.2-1B-Instruct[/original]'
+                named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
                 return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
         if _model_type(path / "config.json") == "gpt2":
             return gpt2_tokenizer()
-        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model or GPT-2 config.json")
+        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model or GPT-2 "
+                        f"config.json")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
         if _model_type(hub_file(spec, "config.json")) == "gpt2":
             return gpt2_tokenizer()
         return llama3_tokenizer(hub_file(spec, "original/tokenizer.model"), spec,
                                 "instruct" in spec.lower() if chat is None else chat)
-    raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory or a hub repo")
+    raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory "
+                    f"or a hub repo")
 
 
 def _model_type(config_path):
@@ -876,10 +879,11 @@ def make_batch(tok, sequences, block_size):
             train += [bool(trainable)] * len(t)
         excess = len(ids) - (block_size + 1)
         if excess > 0:
-            first = max(train.index(True) if True in train else len(ids), 1)  # first supervised position
+            first = max(train.index(True) if True in train else len(ids), 1)  # first supervised
             if excess > first - 1:  # keep one token of context before the first target
-                raise ValueError(f"a training sequence's trainable part ({len(ids) - first + 1} tokens with its "
-                                 f"context) does not fit in block_size {block_size}; refusing to cut the target")
+                raise ValueError(f"a training sequence's trainable part ({len(ids) - first + 1} "
+                                 f"tokens with its context) does not fit in block_size "
+                                 f"{block_size}; refusing to cut the target")
             ids, train = ids[excess:], train[excess:]
         if len(ids) < 2:
             raise ValueError("a training sequence needs at least 2 tokens")
@@ -889,15 +893,16 @@ def make_batch(tok, sequences, block_size):
     targets = torch.full((len(rows), T), -100, dtype=torch.long)
     for r, (ids, train) in enumerate(rows):
         idx[r, :len(ids) - 1] = torch.tensor(ids[:-1])
-        targets[r, :len(ids) - 1] = torch.tensor([t if m else -100 for t, m in zip(ids[1:], train[1:])])
+        targets[r, :len(ids) - 1] = torch.tensor([t if m else -100
+                                                  for t, m in zip(ids[1:], train[1:])])
     return idx, targets
 
 
 def length_groups(targets):
-    """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last target
-    (later tokens cannot change the loss). SAIE batches mix discussions with plain pairs several times
-    shorter; padding those to the longest row wastes compute, so they split where that saves a quarter.
-    Returns [(row indices, length), ...]."""
+    """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last
+    target (later tokens cannot change the loss). SAIE batches mix discussions with plain pairs
+    several times shorter; padding those to the longest row wastes compute, so they split where
+    that saves a quarter. Returns [(row indices, length), ...]."""
     ends = [int(r.nonzero().max()) + 1 if r.any() else 1 for r in targets != -100]
     order = sorted(range(len(ends)), key=ends.__getitem__)
     n, longest = len(order), ends[order[-1]]

@@ -16,9 +16,9 @@ Four modes (the paper's evaluation):
 - self:   the model discusses with a copy of itself in the partner's role for R rounds.
 - multi:  the same, with another model (--partner) as the partner: one fixed partner for every
           learner compared, so that learners are compared on the same remarks.
-- debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R rounds
-          every agent sees its own history plus the other agents' previous answers and answers again;
-          the final answer is the majority vote of the last round.
+- debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R
+          rounds every agent sees its own history plus the other agents' previous answers and
+          answers again; the final answer is the majority vote of the last round.
 How the partner chooses its stance (--stance):
 - honest: the partner answers the question on its own first (sampled), then each remark opens with
           "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with
@@ -33,9 +33,9 @@ answers again after its own previous answer, no remark in between), or "honest" 
 answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
 round 0 = alone. An answer that does not parse is never correct. Every generate call is batched.
 Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired
-table of --compare and saie.py's report. Figures that measure nothing are marked as such (`caveats`):
-ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and debate by a
-model that never saw the debate format.
+table of --compare and saie.py's report. Figures that measure nothing are marked as such
+(`caveats`): ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and
+debate by a model that never saw the debate format.
 """
 
 import argparse
@@ -111,7 +111,7 @@ def rouge_n(candidate, reference, n):
 
 
 def rouge_l(candidate, reference):
-    """ROUGE-L F1 (beta = 1): the longest common subsequence, one row of the dynamic programme at a time."""
+    """ROUGE-L F1 (beta = 1): the longest common subsequence, one row of the DP table at a time."""
     c, r = tokens(candidate), tokens(reference)
     prev = [0] * (len(r) + 1)
     for x in c:
@@ -182,18 +182,20 @@ class Remembering(Speaker):
 
 
 def debate(speaker, task, examples, agents, rounds, seed=0):
-    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one call.
-    From round 1 on, each agent is first shown the others' previous answers, under their agent numbers."""
-    groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)] for ex in examples]
+    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one
+    call. From round 1 on, each agent is first shown the others' previous answers, by number."""
+    groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)]
+              for ex in examples]
     flat = [tr for group in groups for tr in group]
     for r in range(rounds + 1):
         if r > 0:
             for group in groups:
                 previous = [tr.turns[-1].text for tr in group]
                 for i, tr in enumerate(group):
-                    others = "\n\n".join(f"Agent {j + 1}: {text}" for j, text in enumerate(previous) if j != i)
-                    tr.turns.append(Turn("agents", f"Other agents answered:\n\n{others}\n\n"
-                                                   "Use their reasoning as advice and answer again."))
+                    others = "\n\n".join(f"Agent {j + 1}: {text}"
+                                         for j, text in enumerate(previous) if j != i)
+                    tr.turns.append(Turn("agents", f"Other agents answered:\n\n{others}\n\nUse "
+                                                   "their reasoning as advice and answer again."))
         for tr, text in zip(flat, speaker.speak(flat, "learner", seed=seed + r)):
             tr.turns.append(Turn("learner", text, task.extract(text)))
     return groups
@@ -203,13 +205,13 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
              stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
              max_new_tokens=256, batch_size=32, seed=0, log=None, partner_learned_remarks=True,
              partner_temperature=None, memory=None):
-    """Accuracy (with a 95% Wilson interval), accuracy after each round, and the discussion's dynamics.
+    """Accuracy (with a 95% Wilson interval), accuracy after each round, the discussion's dynamics.
 
     mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
     stance: honest, or a forced stance (both | support | oppose); see the module's docstring.
     partner_mode: overrides partner_mode_for(partner_tok, partner_learned_remarks, stance).
-    partner_temperature: the partner's sampling (default HONEST_TEMPERATURE if honest, else temperature).
-    batch_size: sequences per generate call (debate: agents x questions; single: samples x questions).
+    partner_temperature: the partner's sampling (HONEST_TEMPERATURE if honest, else temperature).
+    batch_size: sequences per generate call (questions x agents in debate, x samples in single).
     memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
     """
     task = data.get_task(task) if isinstance(task, str) else task
@@ -254,8 +256,8 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         if mode == "debate":
             groups += debate(learner, task, chunk, agents, rounds, seed=chunk_seed)
         elif partner_mode == "honest":
-            groups += [[tr] for tr in honest_discussion(learner, partner_speaker, task, chunk, rounds,
-                                                        seed=chunk_seed)]
+            trs = honest_discussion(learner, partner_speaker, task, chunk, rounds, seed=chunk_seed)
+            groups += [[tr] for tr in trs]
         else:
             trs = discuss(learner, partner_speaker, task, [ex for ex in chunk for _ in range(runs)],
                           [s for s in stances[lo:lo + step] for _ in range(runs)], rounds,
@@ -263,19 +265,21 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
             groups += [trs[i:i + runs] for i in range(0, len(trs), runs)]
         if log:
             log(f"{mode}: {lo + len(chunk)}/{len(examples)} questions")
-    config = dict(task=task.name, mode=mode, rounds=rounds, stance=stance if partner_speaker else None,
-                  partner_mode=partner_mode, temperature=temperature, samples=samples,
-                  agents=agents if mode == "debate" else None, max_new_tokens=max_new_tokens, seed=seed,
+    config = dict(task=task.name, mode=mode, rounds=rounds,
+                  stance=stance if partner_speaker else None, partner_mode=partner_mode,
+                  temperature=temperature, samples=samples, agents=agents if mode == "debate" else None,
+                  max_new_tokens=max_new_tokens, seed=seed,
                   partner_temperature=partner_temperature if partner_speaker else None)
     res = score(task, examples, groups, config)
     if mode == "debate" and not tok.chat:
-        res["caveats"].append("debate: this model was never shown the debate format (only chat models "
-                              "are asked in words), so the figure measures the format, not a finding")
+        res["caveats"].append("debate: this model was never shown the debate format (only chat "
+                              "models are asked in words), so the figure measures the format, not "
+                              "a finding")
     return res
 
 
 def score(task, examples, groups, config):
-    """Results dict from one group of transcripts per question (several: samples or debating agents)."""
+    """Results dict from one group of transcripts per question (several: samples, debating agents)."""
     rounds, preds = config["rounds"], []
     for ex, group in zip(examples, groups):
         learner_turns = [[t for t in tr.turns if t.speaker == "learner"] for tr in group]
@@ -286,9 +290,9 @@ def score(task, examples, groups, config):
             shown = next((t for t in candidates if t.answer == vote), candidates[0])
             answers.append(vote)
             correct.append(vote is not None and bool(task.is_correct(shown.text, ex)))
-        p = dict(id=ex.id, question=ex.question, gold=ex.answer, stance=group[0].stance, answers=answers,
-                 correct=correct, changed=answers[-1] != answers[0], text=shown.text,
-                 transcripts=[asdict(tr) for tr in group])
+        p = dict(id=ex.id, question=ex.question, gold=ex.answer, stance=group[0].stance,
+                 answers=answers, correct=correct, changed=answers[-1] != answers[0],
+                 text=shown.text, transcripts=[asdict(tr) for tr in group])
         if ex.rationale:
             p["rouge"] = rouge(rationale(shown.text), ex.rationale)
         preds.append(p)
@@ -318,14 +322,14 @@ def score(task, examples, groups, config):
             res.update(alignment=None, agreed=_rate(sum(p["stance"] == "support" for p in preds), n))
     notes = []
     if res["rouge"] and task.name == "arith":
-        notes.append("ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only restates "
-                       "accuracy; not a finding")
+        notes.append("ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only "
+                     "restates accuracy; not a finding")
     return {**res, "partner_mode": config["partner_mode"], "caveats": notes, "config": config,
             "predictions": preds}
 
 
 def remark_stats(task, examples, groups):
-    """Stance alignment of the partner's remarks, and how often the learner copied the last remark."""
+    """Stance alignment of the partner's remarks; how often the learner copied the last remark."""
     trs = [tr for group in groups for tr in group]
     copies = {True: [0, 0], False: [0, 0]}          # partner right? -> [copied, cases]
     for ex, group in zip(examples, groups):
@@ -376,8 +380,8 @@ def label(r):
     return f"{r.get('method', '?')} · {r['mode']}" + (f" · {stance}" if stance else "")
 
 
-COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "stance", "kept", "fixed",
-           "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
+COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "stance", "kept",
+           "fixed", "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
 
 
 def _p(x):
@@ -389,7 +393,8 @@ def cells(r):
     ROUGE on arith is left out of the table (see `caveats`); results.json keeps it."""
     g = {} if r["task"] == "arith" else r.get("rouge") or {}
     return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), _pct(r["accuracy"]),
-            f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}", " → ".join(_pct(x["accuracy"]) for x in r["per_round"]),
+            f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}",
+            " → ".join(_pct(x["accuracy"]) for x in r["per_round"]),
             r.get("config", {}).get("stance") or "–", *(_pct(r.get(k)) for k in ("kept", "fixed")),
             _p((r.get("after_vs_alone") or {}).get("p")),
             *(_pct(r.get(k)) for k in ("alignment", "copy_rate")),
@@ -409,7 +414,7 @@ PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McN
 
 
 def paired(a, b):
-    """mcnemar() of two results' final answers, matched by question id (the same questions in both)."""
+    """mcnemar() of two results' final answers, matched by question id (the same questions)."""
     right_b = {p["id"]: p["correct"][-1] for p in b["predictions"]}
     if sorted(right_b) != sorted(p["id"] for p in a["predictions"]):
         raise ValueError(f"{label(a)} and {label(b)} were not evaluated on the same questions")
@@ -418,17 +423,14 @@ def paired(a, b):
 
 
 def paired_rows(pairs):
-    """Rows of the paired table: (result A, result B) -> A's and B's labels, the difference and its p."""
-    rows = []
-    for a, b in pairs:
-        m = paired(a, b)
-        rows.append([label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
-                     str(m["only_b"]), _p(m["p"])])
-    return rows
+    """Rows of the paired table: (result A, result B) -> their labels, the difference and its p."""
+    tested = [(a, b, paired(a, b)) for a, b in pairs]
+    return [[label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
+             str(m["only_b"]), _p(m["p"])] for a, b, m in tested]
 
 
 def same_questions(results_list):
-    """Every pair of results in the same mode and stance on the same questions (with predictions)."""
+    """Every pair of results in the same mode and stance on the same questions (predictions)."""
     key = lambda r: (r["mode"], r.get("config", {}).get("stance"),
                      sorted(p["id"] for p in r["predictions"]))
     rs = [r for r in results_list if r.get("predictions")]
@@ -460,7 +462,7 @@ for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListe
 
 
 def _chart(width, height, x0, x1, y, marks):
-    """An SVG chart: grid lines from x0 to x1 at heights y(0%), y(25%), ... y(100%), then the marks."""
+    """An SVG chart: grid lines from x0 to x1 at heights y(0%), y(25%), ... y(100%), the marks."""
     grid = [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
             f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>' for a in (0, .25, .5, .75, 1)]
     head = f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">'
@@ -489,16 +491,8 @@ def _round_lines(results_list):
     if not lines:
         return "<p>No run with discussion rounds.</p>"
     top = max(len(r["per_round"]) for r in lines) - 1
-    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
-    svg = [f'<text x="{x(k):.1f}" y="240" text-anchor="middle">round {k}</text>' for k in range(top + 1)]
-    for i, r in enumerate(lines):
-        color = COLORS[i % len(COLORS)]
-        pts = [(x(p["round"]), y(p["accuracy"] or 0)) for p in r["per_round"]]
-        line = " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
-        svg += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"></circle>' for a, b in pts]
-        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
-                   f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(label(r))}</text>')
-    return _chart(700, 260, 55, 485, y, svg)
+    series = [(label(r), [(p["round"], p["accuracy"] or 0) for p in r["per_round"]]) for r in lines]
+    return _lines(series, top, [(k, 240, f"round {k}") for k in range(top + 1)], (700, 260), 3)
 
 
 def _transcript(tr):
@@ -539,17 +533,23 @@ def _browser(results_list):
 def _curves(curves):
     """Learning curves: {name: [(optimizer step, accuracy), ...]}, one polyline each."""
     top = max(step for points in curves.values() for step, _ in points) or 1
+    ticks = [(k, 240, f"{k:.0f}") for k in (0, top / 2, top)] + [(top / 2, 255, "optimizer step")]
+    return _lines(curves.items(), top, ticks, (760, 265), 2.5)
+
+
+def _lines(series, top, ticks, size, radius):
+    """Accuracy against x in 0..top: a dotted polyline per (name, [(x, accuracy), ...]) with its
+    legend, under the x axis the ticks [(x, text y, text)]; size: (width, height)."""
     x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
-    svg = [f'<text x="{x(k):.1f}" y="240" text-anchor="middle">{k:.0f}</text>' for k in (0, top / 2, top)]
-    svg.append(f'<text x="{x(top / 2):.1f}" y="255" text-anchor="middle">optimizer step</text>')
-    for i, (name, points) in enumerate(curves.items()):
+    svg = [f'<text x="{x(k):.1f}" y="{ty}" text-anchor="middle">{t}</text>' for k, ty, t in ticks]
+    for i, (name, points) in enumerate(series):
         color = COLORS[i % len(COLORS)]
         line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
-        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="2.5" fill="{color}"></circle>'
+        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="{radius}" fill="{color}"></circle>'
                 for k, a in points]
-        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"></polyline>'
-                   f'<text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
-    return _chart(760, 265, 55, 485, y, svg)
+        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2">'
+                   f'</polyline><text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
+    return _chart(*size, 55, 485, y, svg)
 
 
 def _table(columns, rows):
@@ -639,8 +639,8 @@ def parse_args(argv=None):
         return args
     if not (args.ckpt or args.model):
         p.error("one of --ckpt, --model or --compare is required")
-    only = {"partner": ("multi",), "stance": ("self", "multi"), "partner_temperature": ("self", "multi"),
-            "agents": ("debate",),
+    only = {"partner": ("multi",), "stance": ("self", "multi"),
+            "partner_temperature": ("self", "multi"), "agents": ("debate",),
             "rounds": ("self", "multi", "debate")}
     for flag, modes in only.items():
         if getattr(args, flag) is not None and args.mode not in modes:

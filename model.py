@@ -306,7 +306,7 @@ class GPT(nn.Module):
         out = torch.zeros(len(prompts), max_new_tokens, dtype=torch.long, device=dev)
         rows = torch.arange(len(prompts), device=dev)  # original row of each row still in the batch
         done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
-        check_every = done_check_every(dev)
+        check_every = 1 if dev.type == "cpu" else 8  # reading the done flags stalls a GPU's queue
         for t in range(max_new_tokens):
             tok = _sample(logits, temperature, top_k, top_p, gen)
             out[rows, t] = tok
@@ -379,11 +379,6 @@ def _sample(logits, temperature, top_k, top_p, gen):
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
-def done_check_every(device):
-    """Steps between host reads of the done flags: free on CPU, but a read stalls a GPU's queue."""
-    return 1 if device.type == "cpu" else 8
-
-
 def drop_finished(done, cache, *tensors):
     """Finished rows leave the batch and the KV cache, so that later steps cost less. decode calls
     it once a quarter of the rows are done, as each call copies the whole cache."""
@@ -416,7 +411,7 @@ def load_checkpoint(path):
 
 
 def _unreadable(path, e):
-    """What a file torch.load refused is, in plain words (its own message speaks of mmap and pickles)."""
+    """What a file torch.load refused is, in plain words (its message speaks of mmap and pickles)."""
     if isinstance(e, OSError):
         return f"cannot read it ({e.strerror or _one_line(e)})"
     with open(path, "rb") as f:
@@ -426,9 +421,10 @@ def _unreadable(path, e):
     if head != b"PK\x03\x04":
         return "not a checkpoint: torch.save writes a zip archive, and this file is not one"
     if "Weights only" in str(e):
-        return ("a torch.save file that holds Python objects besides tensors, numbers, strings, lists and "
-                "dicts; not loaded, since loading those could run code")
-    return "a zip archive, but not a whole torch.save checkpoint (truncated, damaged, or another kind of zip)"
+        return ("a torch.save file that holds Python objects besides tensors, numbers, strings, "
+                "lists and dicts; not loaded, since loading those could run code")
+    return ("a zip archive, but not a whole torch.save checkpoint (truncated, damaged, or another "
+            "kind of zip)")
 
 
 def _one_line(e):
@@ -531,9 +527,8 @@ def _hf_config(c):
     keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
             "original_max_position_embeddings")
     return GPTConfig(family="llama", vocab_size=c["vocab_size"],
-                     block_size=c["max_position_embeddings"],
-                     n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
-                     n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
+                     block_size=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
+                     n_head=heads, n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
                      intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
                      rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
                      rope_scaling={k: rope[k] for k in keys} if rope_type == "llama3" else None,
