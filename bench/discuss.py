@@ -13,10 +13,12 @@ so every turn runs to --turn-tokens: the worst case. Each part counts as its bes
 
 The 1B shape is Llama 3.2 1B's layers with GPT-2's vocabulary: Llama's tokenizer file cannot be had offline,
 and a 128k-row head would sample ids the GPT-2 tokenizer cannot decode.
+
+The 124M and 1B shapes need the GPT-2 BPE files, which tiktoken fetches into its own cache (TIKTOKEN_CACHE_DIR
+when set); GSM8K comes from --data-dir, else from ~/.cache/saie/data (downloaded once; $SAIE_CACHE moves it).
 """
 import argparse
 import dataclasses
-import os
 import random
 import sys
 import time
@@ -25,8 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-if (ROOT.parent / "shared" / "tiktoken_cache").is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
 
 import torch
 
@@ -99,8 +99,7 @@ def main():
     p.add_argument("--shapes", nargs="+", default=["tiny", "124M"], choices=SHAPES)
     p.add_argument("--tasks", nargs="+", default=["arith", "gsm8k"], choices=["arith", "gsm8k"],
                    help="gsm8k runs at the GPT-2-vocabulary shapes only (124M, 1B), from --data-dir or the download cache")
-    shared = ROOT.parent / "shared" / "data"  # the offline copy next to a checkout, if there is one
-    p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
+    p.add_argument("--data-dir", help="local copy of GSM8K's files (default: its download cache)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--turn-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=3)

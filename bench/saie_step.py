@@ -1,7 +1,8 @@
 """Where one SAIE step of the embedded default spends its time.
 
 The default's shape exactly: the shipped warm-up (assets/arith-warmup.pt) as learner and frozen
-partner, task arith, batch 64, turns of up to 40 tokens, saie.py's own batches and update. Timed by
+partner, task arith, batch 64, turns of up to saie.py's --max-turn-tokens (24 on arith), saie.py's
+own batches and update. Timed by
 wrapping the model's steps, so the parts add up: per generate call the prefill, each decode step
 (and how many rows were still live), sampling, and the rest (Python and tensor bookkeeping); then
 the update's tokens, padding and time. The figures are means over --steps SAIE steps after an
@@ -9,8 +10,8 @@ untimed one.
 
     python bench/saie_step.py
     python bench/saie_step.py --steps 5 --threads 2
-    python bench/saie_step.py --spin                    # idle threads spin, as before saie.py set
-                                                        # OMP_WAIT_POLICY=PASSIVE
+    python bench/saie_step.py --spin                    # idle threads spin (OpenMP's default), as
+                                                        # without saie.py's OMP_WAIT_POLICY=PASSIVE
     python bench/saie_step.py --max-turn-tokens 20      # any other flag goes to saie.py's parser
 """
 import argparse
@@ -24,8 +25,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-if (ROOT.parent / "shared" / "tiktoken_cache").is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
 if "--spin" not in sys.argv:  # read when torch loads: the same as saie.py
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "unset")  # importing saie below sets it, too late
@@ -64,8 +63,8 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3, help="timed SAIE steps (after one untimed)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    shared = ROOT.parent / "shared" / "data"
-    p.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
+    p.add_argument("--data-dir", help="local copy of the task's files (default: the task's own; arith is "
+                   "generated in code)")
     p.add_argument("--spin", action="store_true", help="leave OMP_WAIT_POLICY to OpenMP's default "
                    "(idle threads spin a while before they sleep)")
     a, rest = p.parse_known_args()
