@@ -409,23 +409,27 @@ def pooled(ps):
 
 
 def front_table(headline, paired):
-    """The README's table: each arm's mean over its seeds, and its pooled paired difference from SFT alone."""
+    """The README's table: each arm's mean over its seeds, its pooled paired difference from SFT alone, and
+    from SAIE after the honest discussion."""
     pct = lambda x: f"{100 * x:.1f}"
-    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner | alone − SFT (p) |",
-             "|---|---|---|---|---|---|"]
+
+    def diff(a, b, d, sign=1):
+        ps = [p for p in paired if p["a"] == a and p["b"] == b and p["discussion"] == d and p["seed"] in CURRENT]
+        if not ps:
+            return "–"
+        x, p = pooled(ps)
+        return f"{sign * x:+.1f} ({evaluation._p(p)})"
+
+    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner | alone − SFT (p) "
+             "| honest − SAIE (p) |", "|---|---|---|---|---|---|---|"]
     for arm in ARMS:
         rows = [r for r in headline if r["arm"] == arm and r["seed"] in CURRENT]
         if not rows:
             continue
         mean = lambda k: pct(sum(r[k] for r in rows) / len(rows))
-        ps = [p for p in paired if p["a"] == arm and p["b"] == "sft" and p["discussion"] == "alone"
-              and p["seed"] in CURRENT]
-        diff = "–"
-        if ps:
-            d, p = pooled(ps)
-            diff = f"{d:+.1f} ({evaluation._p(p)})"
+        vs_saie = diff("saie", "sft", "honest", -1) if arm == "sft" else diff(arm, "saie", "honest")
         lines.append(f"| {NAMES[arm]} | {len(rows)} | {mean('alone_accuracy')} | {mean('honest_accuracy')} | "
-                     f"{mean('fixed_accuracy')} | {diff} |")
+                     f"{mean('fixed_accuracy')} | {diff(arm, 'sft', 'alone')} | {vs_saie} |")
     return "\n".join(lines) + "\n"
 
 
