@@ -45,6 +45,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 import data
 import discuss
@@ -188,7 +189,7 @@ def parse_args(argv=None):
 
 
 def unwritable(path):
-    """Why nothing can be written under path, or None: better said before hours of training than after."""
+    """Why nothing can be written under path, or None: better said before hours of training."""
     path = Path(path).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
@@ -288,9 +289,10 @@ def hash_seed(*parts):
 
 def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None,
                last=True):
-    """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in length
-    groups (data.length_groups), each loss scaled by its share of the supervised weight: the gradient is that
-    of the weighted mean over the whole micro-batch. Under DDP, gradients sync on the step's last backward."""
+    """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in
+    length groups (data.length_groups), each loss scaled by its share of the supervised weight: the
+    gradient is that of the weighted mean over the whole micro-batch. Under DDP, gradients sync on
+    the step's last backward."""
     # what each row adds to the mean's denominator
     row_weight = (weights[:, None] * (targets != -100)).sum(1)
     total_weight = row_weight.sum().clamp(min=1e-8)
@@ -333,8 +335,8 @@ def trim_jsonl(path, last_step):
 
 
 def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curve=None):
-    """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model.
-    curve(model) -> {name: value}: a learning-curve point every --eval-every steps and at the end."""
+    """Run one phase (the warm-up or a method) to `steps` optimizer steps; return the trained model.
+    curve(model) -> {name: value}: learning-curve points every --eval-every steps and at the end."""
     out = Path(args.out) / phase
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr[phase]
@@ -352,20 +354,12 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         out.mkdir(parents=True, exist_ok=True)
         trim_jsonl(metrics_path, start)  # metrics count optimizer steps, transcripts micro-batches
         trim_jsonl(out / "transcripts.jsonl", start * args.grad_accum)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[args.device] if
-                                                        args.device.startswith("cuda") else None)
+    cuda = args.device.startswith("cuda")
+    net = DDP(model, device_ids=[args.device] if cuda else None) if world > 1 else model
     fwd = torch.compile(net) if args.compile else net
     autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype))
-                if args.device.startswith("cuda") and args.dtype != "float32" else nullcontext())
+                if cuda and args.dtype != "float32" else nullcontext())
     batches = make_batches(start * args.grad_accum)
-
-    def checkpoint(step):
-        if rank == 0:
-            save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=step,
-                            args=vars(args), **extra)
-
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     t0, tokens = time.time(), 0
@@ -374,7 +368,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, args)
             # The step's micro-batches first: each counts by its share of the step's supervised
-            # weight, so k accumulated micro-batches give the gradient of one batch k times the size.
+            # weight, so k accumulated micro-batches give the gradient of a batch k times the size.
             micro, total = [], 0.0
             for _ in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
@@ -402,19 +396,19 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                           + " | ".join(f"{k} {v:.1%}" for k, v in point.items()))
             if rank == 0:
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"],
-                                        **stats, **point}) + "\n")
+                    f.write(json.dumps({"step": step, "loss": total,
+                                        "lr": opt.param_groups[0]["lr"], **stats, **point}) + "\n")
             if done % args.log_every == 0 or done == steps:
                 dt = time.time() - t0
                 eta = dt / (done - start) * (steps - done)
                 extras = "".join(f" | {k} {v:.2f}" for k, v in stats.items())
                 log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | "
-                          f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras} | "
-                          f"eta {eta:.0f}s")
-            if done % args.ckpt_every == 0 or done == steps:
-                checkpoint(done)
+                          f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras}"
+                          f" | eta {eta:.0f}s")
+            if rank == 0 and (done % args.ckpt_every == 0 or done == steps or interrupted):
+                save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=done,
+                                args=vars(args), **extra)
             if interrupted:
-                checkpoint(done)
                 log(rank, f"{phase}: interrupted; checkpoint written at step {done}. "
                           f"Continue with --resume.")
                 raise SystemExit(130)
@@ -492,16 +486,17 @@ def main(argv=None):
     model.to(args.device)
     curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args)
              if args.eval_every else None)
-    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
-              f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
-              f"parameters on {args.device} x{world}")
+    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation "
+              f"on {len(eval_set)} {args.eval_split} questions; learner "
+              f"{model.num_params() / 1e6:.2f}M parameters on {args.device} x{world}")
     model, learned_remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
             save_checkpoint(out / "warmup" / "model.pt", model, remarks=learned_remarks,
                             step=args.warmup_steps)
-            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks, warm_state)
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks,
+                   warm_state)
         return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
@@ -555,15 +550,15 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
     """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
     the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
+    itself = (None, None, learned_remarks)  # mode self: the learner's own copy
     fixed = fixed_partner(args, model, warm_state, learned_remarks) if any(
-        DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
+        DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else None
     for method, state in trained.items():
         model.load_state_dict(state)
         memory = {}  # the learner's answer alone opens every discussion: generated once
         runs = {"alone": dict(mode="single")}
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
-            itself = (None, None, learned_remarks)  # mode self: the learner's own copy
             partner, partner_tok, partner_learned_remarks = fixed if who == "fixed" else itself
             runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
                               rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
@@ -608,10 +603,9 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
         print("| A − B | " + " | ".join(names) + " |")
         print("|---" * (len(names) + 1) + "|")
         for a, b in itertools.combinations(trained, 2):
-            row = [next(p for p in paired if (p["a"], p["b"], p["discussion"]) == (b, a, d))
-                   for d in names]
-            print(f"| {b} − {a} | " + " | ".join(
-                f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in row) + " |")
+            cells = [f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})"
+                     for p in paired if (p["a"], p["b"]) == (b, a)]  # in the order of names
+            print(f"| {b} − {a} | " + " | ".join(cells) + " |")
     for note in evaluation.caveats(results):
         print(f"note: {note}")
     evaluation.write_json(out / "results.json", {"args": vars(args), "paired": paired, "results": [
@@ -641,8 +635,6 @@ def learning_curves(out, phases):
 # a folder that cannot be written) is one line for the user; anything else is a bug and keeps its
 # traceback. Whatever was written before it (checkpoints, transcripts, metrics) stays as it was.
 
-OUT_OF_MEMORY = ("lower --batch-size (raise --grad-accum to keep the batch size) or --max-turn-tokens; "
-                 "checkpoints already written stay, and --resume continues from them")
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
@@ -660,7 +652,9 @@ def cli(main, prog=None):
     except torch.OutOfMemoryError as e:
         # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
         what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
-        sys.exit(f"{prog}: error: out of memory ({what}); {OUT_OF_MEMORY}")
+        sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
+                 "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
+                 "and --resume continues from them")
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
