@@ -34,11 +34,12 @@ OPENER = {"support": "I agree.", "oppose": "I disagree."}
 # Prompts for instruction-following models (chat mode).
 LEARNER_SYSTEM = "Solve the problem step by step. End with a final line '#### <answer>'."
 PARTNER_SYSTEM = {
-    "support": "You are discussing a problem with a student. Agree with the student's latest answer "
-               "and justify it step by step. Begin with 'I agree.' and end with a final line '#### <answer>'.",
-    "oppose": "You are discussing a problem with a student. Argue against the student's latest answer: "
-              "show step by step why a different answer is right. Begin with 'I disagree.' and end with "
-              "a final line '#### <answer>'.",
+    "support": "You are discussing a problem with a student. Agree with the student's latest "
+               "answer and justify it step by step. Begin with 'I agree.' and end with a final "
+               "line '#### <answer>'.",
+    "oppose": "You are discussing a problem with a student. Argue against the student's latest "
+              "answer: show step by step why a different answer is right. Begin with 'I disagree.' "
+              "and end with a final line '#### <answer>'.",
 }
 # A base model that never emits its end-of-turn token would run on into the next turn: cut there.
 TURN_MARKERS = ("\nQuestion:", "\nAnswer:", "\nPartner:")
@@ -65,10 +66,9 @@ class Transcript:
 
     @classmethod
     def from_json(cls, line):
-        d = json.loads(line)
-        d = {k: d[k] for k in ("question", "gold", "stance", "id", "turns")}
-        d["turns"] = [Turn(**t) for t in d["turns"]]
-        return cls(**d)
+        d = json.loads(line)  # other keys (the step) are the writer's, not the transcript's
+        turns = [Turn(**t) for t in d["turns"]]
+        return cls(d["question"], d["gold"], d["stance"], d["id"], turns)
 
 
 def stances_for(n, mode, rng):
@@ -85,7 +85,7 @@ def stances_for(n, mode, rng):
 # special tokens) that data.make_batch and encode() understand.
 
 def render(tok, tr, role):
-    """The transcript as `role` ("learner" or "partner") sees it, ending where its next turn starts."""
+    """The transcript as `role` ("learner" or "partner") sees it, up to its next turn."""
     return _render_chat(tok, tr, role) if tok.chat else _render_plain(tok, tr, role)
 
 
@@ -111,17 +111,17 @@ def _render_chat(tok, tr, role):
                      message("user", f"My partner says: {t.text}\n\nAnswer the question again."))
         prefill = ""
     else:                   # learner turns come from the user, own remarks are the assistant's
-        segs += message("system", PARTNER_SYSTEM[tr.stance]) + message("user", f"Question: {tr.question}")
+        segs += (message("system", PARTNER_SYSTEM[tr.stance])
+                 + message("user", f"Question: {tr.question}"))
         for t in tr.turns:
-            segs += (message("user", f"The student answers: {t.text}") if t.speaker == "learner" else
-                     message("assistant", t.text))
+            segs += (message("user", f"The student answers: {t.text}") if t.speaker == "learner"
+                     else message("assistant", t.text))
         prefill = OPENER[tr.stance]
-    return segs + [[tok.special("<|start_header_id|>")], "assistant",
-                   [tok.special("<|end_header_id|>")], "\n\n" + prefill]
+    return segs + message("assistant", prefill)[:-1]  # left open: the turn continues it
 
 
 def turn_segments(tok, text):
-    """A turn's own tokens, as they follow render(): plain turns start after 'Answer:' with a space."""
+    """A turn's own segments after render(): a plain turn starts with a space after 'Answer:'."""
     return [(text if tok.chat else " " + text, True), ([tok.eot], True)]
 
 
@@ -171,7 +171,8 @@ class Speaker:
 
 def add_turns(transcripts, speaker, role, task, seed=None):
     for tr, text in zip(transcripts, speaker.speak(transcripts, role, seed)):
-        tr.turns.append(Turn(role, text, task.extract(text), tr.stance if role == "partner" else None))
+        tr.turns.append(Turn(role, text, task.extract(text),
+                             tr.stance if role == "partner" else None))
 
 
 def discuss(learner, partner, task, examples, stances, rounds, final_answer=False, seed=0):
@@ -205,38 +206,38 @@ def learner_sequence(tok, tr, target):
 
 
 def scripted_discussion(task, ex, rng):
-    """A pre-written round, no model involved: the learner's answer is the gold one or a plausible wrong
-    one; a `support` remark restates the derivation that reaches it, an `oppose` remark gives one that
-    reaches another answer (the gold one when the learner was wrong, a slipped one when it was right)."""
+    """A pre-written round, no model involved: the learner's answer is the gold one or a plausible
+    wrong one; a `support` remark restates its derivation, an `oppose` remark derives another answer
+    (the gold one when the learner was wrong, a slipped one when it was right)."""
     right = rng.random() < 0.5
     answer = task.target(ex) if right else task.wrong_target(ex, rng)
     stance = rng.choice(STANCES)
-    remark = answer if stance == "support" else (task.wrong_target(ex, rng) if right else task.target(ex))
+    remark = (answer if stance == "support" else
+              task.wrong_target(ex, rng) if right else task.target(ex))
     return Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)]), remark
 
 
 def remark_sequences(tok, task, examples, rng):
     """Teach a base partner the remark format (the 'trained' partner mode) on scripted rounds."""
-    seqs = []
-    for ex in examples:
-        tr, remark = scripted_discussion(task, ex, rng)
-        seqs.append([(s, False) for s in render(tok, tr, "partner")] + turn_segments(tok, remark))
-    return seqs
+    rounds = [scripted_discussion(task, ex, rng) for ex in examples]
+    return [[(s, False) for s in render(tok, tr, "partner")] + turn_segments(tok, remark)
+            for tr, remark in rounds]
 
 
 def scripted_sequences(tok, task, examples, rng):
-    """The format control: the learner's next turn after a scripted round, its target the gold answer.
-    The same transcript shape as SAIE's, but nobody generated it: the format without the discussion."""
+    """The format control: after a scripted round, the learner's next turn, its target the gold
+    answer. SAIE's transcript shape, but nobody generated it: the format without the discussion."""
     seqs = []
     for ex in examples:
         tr, remark = scripted_discussion(task, ex, rng)
-        tr.turns.append(Turn("partner", f"{OPENER[tr.stance]} {remark}", task.extract(remark), tr.stance))
+        text = f"{OPENER[tr.stance]} {remark}"
+        tr.turns.append(Turn("partner", text, task.extract(remark), tr.stance))
         seqs.append(learner_sequence(tok, tr, task.target(ex)))
     return seqs
 
 
 def stance_alignment(transcripts):
-    """Share of remarks that carry their stance: support = same answer as the learner's, oppose = another."""
+    """Share of remarks that carry their stance (support: the learner's answer, oppose: another)."""
     hits = n = 0
     for tr in transcripts:
         for prev, t in zip(tr.turns, tr.turns[1:]):
