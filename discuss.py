@@ -34,11 +34,12 @@ OPENER = {"support": "I agree.", "oppose": "I disagree."}
 # Prompts for instruction-following models (chat mode).
 LEARNER_SYSTEM = "Solve the problem step by step. End with a final line '#### <answer>'."
 PARTNER_SYSTEM = {
-    "support": "You are discussing a problem with a student. Agree with the student's latest answer "
-               "and justify it step by step. Begin with 'I agree.' and end with a final line '#### <answer>'.",
-    "oppose": "You are discussing a problem with a student. Argue against the student's latest answer: "
-              "show step by step why a different answer is right. Begin with 'I disagree.' and end with "
-              "a final line '#### <answer>'.",
+    "support": "You are discussing a problem with a student. Agree with the student's latest "
+               "answer and justify it step by step. Begin with 'I agree.' and end with a final "
+               "line '#### <answer>'.",
+    "oppose": "You are discussing a problem with a student. Argue against the student's latest "
+              "answer: show step by step why a different answer is right. Begin with 'I disagree.' "
+              "and end with a final line '#### <answer>'.",
 }
 # A base model that never emits its end-of-turn token would run on into the next turn: cut there.
 TURN_MARKERS = ("\nQuestion:", "\nAnswer:", "\nPartner:")
@@ -65,10 +66,9 @@ class Transcript:
 
     @classmethod
     def from_json(cls, line):
-        d = json.loads(line)
-        d = {k: d[k] for k in ("question", "gold", "stance", "id", "turns")}
-        d["turns"] = [Turn(**t) for t in d["turns"]]
-        return cls(**d)
+        d = json.loads(line)  # other keys (the step) are the writer's, not the transcript's
+        turns = [Turn(**t) for t in d["turns"]]
+        return cls(d["question"], d["gold"], d["stance"], d["id"], turns)
 
 
 def stances_for(n, mode, rng):
@@ -85,7 +85,7 @@ def stances_for(n, mode, rng):
 # special tokens) that data.make_batch and encode() understand.
 
 def render(tok, tr, role):
-    """The transcript as `role` ("learner" or "partner") sees it, ending where its next turn starts."""
+    """The transcript as `role` ("learner" or "partner") sees it, up to its next turn."""
     return _render_chat(tok, tr, role) if tok.chat else _render_plain(tok, tr, role)
 
 
@@ -111,17 +111,17 @@ def _render_chat(tok, tr, role):
                      message("user", f"My partner says: {t.text}\n\nAnswer the question again."))
         prefill = ""
     else:                   # learner turns come from the user, own remarks are the assistant's
-        segs += message("system", PARTNER_SYSTEM[tr.stance]) + message("user", f"Question: {tr.question}")
+        segs += (message("system", PARTNER_SYSTEM[tr.stance])
+                 + message("user", f"Question: {tr.question}"))
         for t in tr.turns:
-            segs += (message("user", f"The student answers: {t.text}") if t.speaker == "learner" else
-                     message("assistant", t.text))
+            segs += (message("user", f"The student answers: {t.text}") if t.speaker == "learner"
+                     else message("assistant", t.text))
         prefill = OPENER[tr.stance]
-    return segs + [[tok.special("<|start_header_id|>")], "assistant",
-                   [tok.special("<|end_header_id|>")], "\n\n" + prefill]
+    return segs + message("assistant", prefill)[:-1]  # left open: the turn continues it
 
 
 def turn_segments(tok, text):
-    """A turn's own tokens, as they follow render(): plain turns start after 'Answer:' with a space."""
+    """A turn's own segments after render(): a plain turn starts with a space after 'Answer:'."""
     return [(text if tok.chat else " " + text, True), ([tok.eot], True)]
 
 
@@ -171,7 +171,8 @@ class Speaker:
 
 def add_turns(transcripts, speaker, role, task, seed=None):
     for tr, text in zip(transcripts, speaker.speak(transcripts, role, seed)):
-        tr.turns.append(Turn(role, text, task.extract(text), tr.stance if role == "partner" else None))
+        tr.turns.append(Turn(role, text, task.extract(text),
+                             tr.stance if role == "partner" else None))
 
 
 def discuss(learner, partner, task, examples, stances, rounds, final_answer=False, seed=0):
@@ -205,38 +206,38 @@ def learner_sequence(tok, tr, target):
 
 
 def scripted_discussion(task, ex, rng):
-    """A pre-written round, no model involved: the learner's answer is the gold one or a plausible wrong
-    one; a `support` remark restates the derivation that reaches it, an `oppose` remark gives one that
-    reaches another answer (the gold one when the learner was wrong, a slipped one when it was right)."""
+    """A pre-written round, no model involved: the learner's answer is the gold one or a plausible
+    wrong one; a `support` remark restates its derivation, an `oppose` remark derives another answer
+    (the gold one when the learner was wrong, a slipped one when it was right)."""
     right = rng.random() < 0.5
     answer = task.target(ex) if right else task.wrong_target(ex, rng)
     stance = rng.choice(STANCES)
-    remark = answer if stance == "support" else (task.wrong_target(ex, rng) if right else task.target(ex))
+    remark = (answer if stance == "support" else
+              task.wrong_target(ex, rng) if right else task.target(ex))
     return Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)]), remark
 
 
 def remark_sequences(tok, task, examples, rng):
     """Teach a base partner the remark format (the 'trained' partner mode) on scripted rounds."""
-    seqs = []
-    for ex in examples:
-        tr, remark = scripted_discussion(task, ex, rng)
-        seqs.append([(s, False) for s in render(tok, tr, "partner")] + turn_segments(tok, remark))
-    return seqs
+    rounds = [scripted_discussion(task, ex, rng) for ex in examples]
+    return [[(s, False) for s in render(tok, tr, "partner")] + turn_segments(tok, remark)
+            for tr, remark in rounds]
 
 
 def scripted_sequences(tok, task, examples, rng):
-    """The format control: the learner's next turn after a scripted round, its target the gold answer.
-    The same transcript shape as SAIE's, but nobody generated it: the format without the discussion."""
+    """The format control: after a scripted round, the learner's next turn, its target the gold
+    answer. SAIE's transcript shape, but nobody generated it: the format without the discussion."""
     seqs = []
     for ex in examples:
         tr, remark = scripted_discussion(task, ex, rng)
-        tr.turns.append(Turn("partner", f"{OPENER[tr.stance]} {remark}", task.extract(remark), tr.stance))
+        text = f"{OPENER[tr.stance]} {remark}"
+        tr.turns.append(Turn("partner", text, task.extract(remark), tr.stance))
         seqs.append(learner_sequence(tok, tr, task.target(ex)))
     return seqs
 
 
 def stance_alignment(transcripts):
-    """Share of remarks that carry their stance: support = same answer as the learner's, oppose = another."""
+    """Share of remarks that carry their stance (support: the learner's answer, oppose: another)."""
     hits = n = 0
     for tr in transcripts:
         for prev, t in zip(tr.turns, tr.turns[1:]):
@@ -279,14 +280,15 @@ class Table:
 
     def __init__(self, task, load, args):
         self.task, self.load, self.args = task, load, args
-        self.learners = [self.speaker(path, args.temperature) for path in (args.ckpt, args.vs) if path]
+        self.learners = [self.speaker(path) for path in (args.ckpt, args.vs) if path]
         self.ex, self.moves, self.trs = None, [], []
 
-    def speaker(self, path, temperature):
+    def speaker(self, path):
         """(name, Speaker) of a checkpoint: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for ours."""
         from eval import method_name  # not at the top: eval.py imports this module
         model, tok, _ = self.load(path)
-        return method_name(path), Speaker(model, tok, self.args.max_turn_tokens, temperature)
+        args = self.args
+        return method_name(path), Speaker(model, tok, args.max_turn_tokens, args.temperature)
 
     def start(self, ex):
         self.ex, self.moves = ex, []
@@ -314,8 +316,8 @@ class Table:
     def answer(self, tr, speaker):
         room = speaker.model.config.block_size - speaker.max_new_tokens
         if len(encode(speaker.tok, render(speaker.tok, tr, "learner"))) > room:
-            print(f"note: the discussion is longer than the learner's context ({room} tokens): it sees "
-                  f"only the end of it, maybe not the question. :new starts over")
+            print(f"note: the discussion is longer than the learner's context ({room} tokens): it "
+                  f"sees only the end of it, maybe not the question. :new starts over")
         add_turns([tr], speaker, "learner", self.task, seed=self.args.seed + len(tr.turns))
 
     def remark(self, tr, move):
@@ -334,18 +336,18 @@ class Table:
             del self.learners[1:], self.trs[1:]
             print(f"back to one learner: {self.learners[0][0]}")
         elif path or self.args.vs:
-            self.learners[1:] = [self.speaker(path or self.args.vs, self.args.temperature)]
+            self.learners[1:] = [self.speaker(path or self.args.vs)]
             self.trs[1:] = [self.replay(self.learners[1][1])]
             self.show(0)
         else:
             print("beside which checkpoint? :swap PATH (or start with --vs PATH)")
 
     def note_unseen(self, text):
-        """Words a learner has no token for get a note: it reads them as bytes it never trained on."""
+        """Note the words a learner has no token for: it reads them as bytes it never trained on."""
         for name, sp in self.learners:
             if unseen := unseen_words(sp.tok, text):
-                print(f"note: {name} has no token for {', '.join(unseen)}: it reads them as raw bytes "
-                      f"it never saw in training")
+                print(f"note: {name} has no token for {', '.join(unseen)}: it reads them as raw "
+                      f"bytes it never saw in training")
 
     def partner(self):
         """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
@@ -354,8 +356,8 @@ class Table:
         model, tok, learned_remarks = self.load(self.args.partner)
         if partner_mode_for(tok, learned_remarks) != "reflect":
             return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
-        print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and cannot "
-              f"follow instructions: pick another --partner")
+        print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and "
+              f"cannot follow instructions: pick another --partner")
 
     def show(self, start, typed=False):
         """Turns from `start` on, a column per learner; a remark you typed is not repeated."""
@@ -379,7 +381,7 @@ class Table:
             print(f"{left:<{width}} | {right}".rstrip())
 
     def verdict(self, turn, before, i):
-        """'=> 34: right; changed its mind (35 -> 34)': an answer against the gold and the last one."""
+        """'=> 34: right; changed its mind (35 -> 34)': an answer against the gold and the last."""
         if turn.answer is None:
             said = "=> no final answer"
         elif not self.ex.answer:
@@ -399,12 +401,12 @@ def labelled(label, text):
 
 
 def unseen_words(tok, text):
-    """Words of text the arith tokenizer has no token for: they reach the model as raw bytes it never
-    saw in training. (Tokenizers of pretrained models cover all text.)"""
+    """Words of text the arith tokenizer has no token for: they reach the model as raw bytes it
+    never saw in training. (Tokenizers of pretrained models cover all text.)"""
     if tok.name != "arith":
         return []
-    parts = lambda word: re.findall(r"[A-Za-z]+|\d+|#+|[^A-Za-z\d#]", word)  # as the tokenizer splits
-    return [w for w in text.split() if any(len(tok.encode(" " + p)) > 1 for p in parts(w))]
+    parts = re.compile(r"[A-Za-z]+|\d+|#+|[^A-Za-z\d#]")  # as the tokenizer splits a word
+    return [w for w in text.split() if any(len(tok.encode(" " + p)) > 1 for p in parts.findall(w))]
 
 
 def play(argv=None):
@@ -413,16 +415,17 @@ def play(argv=None):
     warmup = str(Path(__file__).resolve().parent / "assets" / "arith-warmup.pt")
     p = argparse.ArgumentParser(description="Play the partner: you remark, the learner reacts.",
                                 epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=warmup, help="the learner (default: the shipped arith warm-up)")
-    p.add_argument("--vs", help="a second learner, side by side (out/sft/ckpt.pt beside out/saie/...)")
-    p.add_argument("--partner", default=warmup, help="who remarks on :partner (default: the shipped "
-                   "warm-up, the partner of saie.py's default run)")
+    p.add_argument("--ckpt", default=warmup, help="the learner (default: assets/arith-warmup.pt)")
+    p.add_argument("--vs", help="a second learner, side by side (out/sft/... beside out/saie/...)")
+    p.add_argument("--partner", default=warmup, help="who remarks on :partner (default: the "
+                   "shipped warm-up, the partner of saie.py's default run)")
     p.add_argument("--task", default="arith", choices=data.TASKS)
     p.add_argument("--data-dir", help="the task's local files (else downloaded)")
     p.add_argument("--question", type=int, help="start on test question N (default: a random one)")
-    p.add_argument("--max-turn-tokens", type=int, help="longest turn (default 24 on arith, else 256)")
-    p.add_argument("--temperature", type=float, default=0.0, help="the learner's sampling (0: greedy)")
-    p.add_argument("--partner-temperature", type=float, default=1.0, help="the partner's (saie.py's)")
+    p.add_argument("--max-turn-tokens", type=int, help="longest turn (24 on arith, else 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="learner sampling (0: greedy)")
+    p.add_argument("--partner-temperature", type=float, default=1.0,
+                   help="partner sampling (default as in saie.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -433,7 +436,7 @@ def play(argv=None):
         p.error(f"--question: the {task.name} test split has questions 0 to {len(tests) - 1}")
     load = functools.lru_cache(maxsize=None)(lambda path: evaluation.load_model(path, args.device))
     table, rng = Table(task, load, args), random.Random(args.seed)
-    sys.stdin.reconfigure(errors="replace")  # a byte that is not UTF-8 becomes a character, not a crash
+    sys.stdin.reconfigure(errors="replace")  # a non-UTF-8 byte becomes a character, not a crash
     if sys.stdin.isatty():
         import readline  # noqa: F401 (line editing and history for input())
     shown = [os.path.relpath(path) for path in (args.ckpt, args.vs) if path]
@@ -500,8 +503,8 @@ def take(table, line, tests, rng):
 
 
 def typed_remark(line):
-    """The remark a typed line stands for, written as the trained remarks are: a step per line (a typed
-    \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
+    """The remark a typed line stands for, written as the trained remarks are: a step per line (a
+    typed \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
     if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
         return OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
     return re.sub(r"\s*####\s*", "\n#### ", line.replace("\\n", "\n"))

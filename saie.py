@@ -45,14 +45,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 import data
 import discuss
 import eval as evaluation
 from model import GPT, GPTConfig, WeightsError, load_checkpoint, save_checkpoint
 
-# Defaults that depend on whether we train a tiny model from scratch (arith) or fine-tune
-# pretrained weights (gsm8k, csqa, mmlu). Any flag given on the command line wins.
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 # The discussions at evaluation: name -> (who the partner is, how it takes its stance); see eval.py.
 DISCUSSIONS = {
@@ -62,99 +61,106 @@ DISCUSSIONS = {
     "fixed-forced": ("fixed", "both"),  # the fixed partner told its stance (learned in warm-up)
 }
 DEFAULT_DISCUSSIONS = ("honest", "fixed")
-# On arith each method has the learning rate, and SAIE the plain-pair weight, that the study chose on
-# validation (experiments/arith.py; docs/results.md); turns of up to 24 tokens (the longest gold turn
-# is 21). 100 steps, not the study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores.
+# Defaults for a tiny model trained from scratch (arith) or pretrained weights fine-tuned (gsm8k,
+# csqa, mmlu); any flag given on the command line wins. On arith each method has the learning rate,
+# and SAIE the plain-pair weight, that the study chose on validation (experiments/arith.py;
+# docs/results.md); turns of up to 24 tokens (the longest gold turn is 21). 100 steps, not the
+# study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores.
 PRESETS = {
     "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3),
                     plain_weight=3.0, warmup_steps=1000, steps=100, max_turn_tokens=24,
                     block_size=256, eval_limit=300, log_every=25),
-    "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0, warmup_steps=500,
-                       steps=1000, max_turn_tokens=256, block_size=1024, eval_limit=500, log_every=10),
+    "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
+                       warmup_steps=500, steps=1000, max_turn_tokens=256, block_size=1024,
+                       eval_limit=500, log_every=10),
 }
 
 # -----------------------------------------------------------------------------
 # Command line
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     # task and models
     p.add_argument("--task", default="arith", choices=data.TASKS)
-    p.add_argument("--data-dir", default=None, help="local copy of the task's files (else downloaded)")
-    p.add_argument("--init", default=None, help="the learner's start: 'scratch', a model name/dir, or one "
-                   "of our checkpoints (default: arith starts from assets/arith-warmup.pt, others from gpt2)")
-    p.add_argument("--partner", default=None, help="partner model name/dir/checkpoint "
+    p.add_argument("--data-dir", help="local copy of the task's files (else downloaded)")
+    p.add_argument("--init", help="the learner's start: 'scratch', a model name/dir, or one of "
+                   "our checkpoints (default: arith from assets/arith-warmup.pt, others from gpt2)")
+    p.add_argument("--partner", help="partner model name/dir/checkpoint "
                    "(default: a frozen copy of the warm-up checkpoint)")
     p.add_argument("--n-layer", type=int, default=4, help="scratch model: layers")
     p.add_argument("--n-head", type=int, default=4, help="scratch model: attention heads")
     p.add_argument("--n-embd", type=int, default=128, help="scratch model: width")
-    p.add_argument("--block-size", type=int, default=None, help="scratch model: context length")
+    p.add_argument("--block-size", type=int, help="scratch model: context length")
     # method
-    p.add_argument("--method", default="compare", choices=["compare", "saie", "sft", "scripted", "warmup"],
-                   help="compare = SFT and SAIE from the same warm-up, then evaluate both; scripted = "
-                   "the format control, SFT on pre-written discussions and plain pairs; warmup = the "
-                   "warm-up alone, exported as a weights-only model.pt")
-    p.add_argument("--stance", default=None, choices=["both", "support", "oppose"],
+    p.add_argument("--method", default="compare",
+                   choices=["compare", "saie", "sft", "scripted", "warmup"],
+                   help="compare = SFT and SAIE from the same warm-up, then evaluate both; "
+                   "scripted = the format control, SFT on pre-written discussions and plain pairs; "
+                   "warmup = the warm-up alone, exported as a weights-only model.pt")
+    p.add_argument("--stance", choices=["both", "support", "oppose"],
                    help="the partner's stance per question (default both: 50/50 with the seed)")
-    p.add_argument("--rounds", type=int, default=None, help="discussion rounds per question (default 1)")
+    p.add_argument("--rounds", type=int, help="discussion rounds per question (default 1)")
     p.add_argument("--temperature", type=float, default=0.7, help="learner sampling in discussions")
-    p.add_argument("--partner-temperature", type=float, default=1.0, help="partner sampling in discussions: "
-                   "a greedy partner's 'oppose' remarks mostly restate a right answer instead of slipping")
-    p.add_argument("--plain-weight", type=float, default=None,
-                   help="loss weight of the plain question -> gold pairs in a SAIE batch (arith: 3)")
-    p.add_argument("--max-turn-tokens", type=int, default=None, help="longest turn in a discussion")
+    p.add_argument("--partner-temperature", type=float, default=1.0, help="partner sampling in "
+                   "discussions: a greedy partner's 'oppose' remarks mostly restate a right answer")
+    p.add_argument("--plain-weight", type=float, help="loss weight of the plain question -> gold "
+                   "pairs in a SAIE batch (arith: 3)")
+    p.add_argument("--max-turn-tokens", type=int, help="longest turn in a discussion")
     # warm-up
-    p.add_argument("--warmup-frac", type=float, default=0.2, help="share of the train split for warm-up")
-    p.add_argument("--warmup-steps", type=int, default=None, help="0 when --init is already warmed up")
-    p.add_argument("--warmup-seed", type=int, default=None, help="seed of the warm-up's initial "
-                   "weights and data order (default --seed), so seeds can vary the warm-up too")
+    p.add_argument("--warmup-frac", type=float, default=0.2,
+                   help="share of the train split for warm-up")
+    p.add_argument("--warmup-steps", type=int, help="0 when --init is already warmed up")
+    p.add_argument("--warmup-seed", type=int, help="seed of the warm-up's initial weights and data "
+                   "order (default --seed), so seeds can vary the warm-up too")
     # optimization
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps of SFT and of SAIE")
-    p.add_argument("--batch-size", type=int, default=None, help="questions per micro-batch per rank")
+    p.add_argument("--steps", type=int, help="optimizer steps of SFT and of SAIE")
+    p.add_argument("--batch-size", type=int, help="questions per micro-batch per rank")
     p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate of SFT and SAIE "
+    p.add_argument("--lr", type=float, help="peak learning rate of SFT and SAIE "
                    "(arith: SFT 5e-4, SAIE and scripted 1e-3)")
-    p.add_argument("--warmup-lr", type=float, default=None, help="peak learning rate of the warm-up")
-    p.add_argument("--lr-ramp", type=float, default=0.05, help="share of steps of linear LR ramp-up")
+    p.add_argument("--warmup-lr", type=float, help="peak learning rate of the warm-up")
+    p.add_argument("--lr-ramp", type=float, default=0.05, help="linear LR ramp-up: share of steps")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
     # evaluation
     p.add_argument("--eval-split", default="test", choices=["validation", "test"],
                    help="where the final evaluation is measured: choose every setting on "
                    "validation, and use test once, for the final table")
-    p.add_argument("--eval-limit", type=int, default=None, help="questions evaluated at the end "
-                   "(arith: each a distinct chain; validation holds 1,000, test 2,000)")
+    p.add_argument("--eval-limit", type=int, help="questions evaluated at the end (arith: each a "
+                   "distinct chain; validation holds 1,000, test 2,000)")
     p.add_argument("--eval-warmup", action=argparse.BooleanOptionalAction, default=True,
-                   help="evaluate the warm-up too, where every method started (a study of many runs "
-                   "from one warm-up needs it once)")
-    p.add_argument("--eval-rounds", type=int, default=1, help="rounds of each discussion at the end")
+                   help="evaluate the warm-up too, where every method started (a study of many "
+                   "runs from one warm-up needs it once)")
+    p.add_argument("--eval-rounds", type=int, default=1, help="rounds per discussion at the end")
     p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS),
                    choices=list(DISCUSSIONS), help="discussions evaluated besides alone: honest (a "
-                   "copy of the model answers on its own, then agrees or not), fixed (the same with "
-                   "--eval-partner), forced (a copy told to support or oppose, 50/50: a stress test), "
-                   "fixed-forced (--eval-partner, told its stance)")
-    p.add_argument("--eval-partner", default=None, help="the fixed partner of every learner at "
-                   "evaluation (name, dir or checkpoint; default: the warm-up model)")
+                   "copy of the model answers on its own, then agrees or not), fixed (the same "
+                   "with --eval-partner), forced (a copy told to support or oppose, 50/50: a "
+                   "stress test), fixed-forced (--eval-partner, told its stance)")
+    p.add_argument("--eval-partner", help="the fixed partner of every learner at evaluation "
+                   "(name, dir or checkpoint; default: the warm-up model)")
     p.add_argument("--eval-every", type=int, default=0, help="learning curves: every N optimizer "
-                   "steps of each phase, accuracy on --curve-limit validation questions, alone and in "
-                   "honest self-discussion, logged in metrics.jsonl and drawn in report.html (0: never)")
+                   "steps of each phase, accuracy alone and in honest self-discussion on "
+                   "--curve-limit validation questions (metrics.jsonl, report.html; 0: never)")
     p.add_argument("--curve-limit", type=int, default=200, help="validation questions per point")
     # system
     p.add_argument("--out", default="out")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                    help="autocast dtype (default bfloat16 on CUDA, float32 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the learner's training forward")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-every", type=int, default=100)
     args = p.parse_args(argv)
 
-    shipped = args.init is None and args.task == "arith" and SHIPPED_WARMUP.exists()
+    arith = args.task == "arith"
+    shipped = args.init is None and arith and SHIPPED_WARMUP.exists()
     if args.init is None:
-        args.init = str(SHIPPED_WARMUP) if shipped else "scratch" if args.task == "arith" else "gpt2"
-    for k, v in PRESETS["scratch" if args.task == "arith" else "pretrained"].items():
+        args.init = str(SHIPPED_WARMUP) if shipped else "scratch" if arith else "gpt2"
+    for k, v in PRESETS["scratch" if arith else "pretrained"].items():
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
     if not isinstance(args.lr, dict):  # one --lr for every method
@@ -183,7 +189,7 @@ def parse_args(argv=None):
 
 
 def unwritable(path):
-    """Why nothing can be written under path, or None: better said before hours of training than after."""
+    """Why nothing can be written under path, or None: better said before hours of training."""
     path = Path(path).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
@@ -283,9 +289,10 @@ def hash_seed(*parts):
 
 def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None,
                last=True):
-    """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in length
-    groups (data.length_groups), each loss scaled by its share of the supervised weight: the gradient is that
-    of the weighted mean over the whole micro-batch. Under DDP, gradients sync on the step's last backward."""
+    """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in
+    length groups (data.length_groups), each loss scaled by its share of the supervised weight: the
+    gradient is that of the weighted mean over the whole micro-batch. Under DDP, gradients sync on
+    the step's last backward."""
     # what each row adds to the mean's denominator
     row_weight = (weights[:, None] * (targets != -100)).sum(1)
     total_weight = row_weight.sum().clamp(min=1e-8)
@@ -328,8 +335,8 @@ def trim_jsonl(path, last_step):
 
 
 def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curve=None):
-    """Run one phase (warmup, sft or saie) to `steps` optimizer steps; return the trained model.
-    curve(model) -> {name: value}: a learning-curve point every --eval-every steps and at the end."""
+    """Run one phase (the warm-up or a method) to `steps` optimizer steps; return the trained model.
+    curve(model) -> {name: value}: learning-curve points every --eval-every steps and at the end."""
     out = Path(args.out) / phase
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr[phase]
@@ -347,20 +354,12 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         out.mkdir(parents=True, exist_ok=True)
         trim_jsonl(metrics_path, start)  # metrics count optimizer steps, transcripts micro-batches
         trim_jsonl(out / "transcripts.jsonl", start * args.grad_accum)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[args.device] if
-                                                        args.device.startswith("cuda") else None)
+    cuda = args.device.startswith("cuda")
+    net = DDP(model, device_ids=[args.device] if cuda else None) if world > 1 else model
     fwd = torch.compile(net) if args.compile else net
     autocast = (torch.autocast("cuda", dtype=getattr(torch, args.dtype))
-                if args.device.startswith("cuda") and args.dtype != "float32" else nullcontext())
+                if cuda and args.dtype != "float32" else nullcontext())
     batches = make_batches(start * args.grad_accum)
-
-    def checkpoint(step):
-        if rank == 0:
-            save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=step,
-                            args=vars(args), **extra)
-
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     t0, tokens = time.time(), 0
@@ -369,7 +368,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, args)
             # The step's micro-batches first: each counts by its share of the step's supervised
-            # weight, so k accumulated micro-batches give the gradient of one batch k times the size.
+            # weight, so k accumulated micro-batches give the gradient of a batch k times the size.
             micro, total = [], 0.0
             for _ in range(args.grad_accum):
                 seqs, weights, stats = next(batches)
@@ -397,19 +396,19 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                           + " | ".join(f"{k} {v:.1%}" for k, v in point.items()))
             if rank == 0:
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": step, "loss": total, "lr": opt.param_groups[0]["lr"],
-                                        **stats, **point}) + "\n")
+                    f.write(json.dumps({"step": step, "loss": total,
+                                        "lr": opt.param_groups[0]["lr"], **stats, **point}) + "\n")
             if done % args.log_every == 0 or done == steps:
                 dt = time.time() - t0
                 eta = dt / (done - start) * (steps - done)
                 extras = "".join(f" | {k} {v:.2f}" for k, v in stats.items())
                 log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | "
-                          f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras} | "
-                          f"eta {eta:.0f}s")
-            if done % args.ckpt_every == 0 or done == steps:
-                checkpoint(done)
+                          f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras}"
+                          f" | eta {eta:.0f}s")
+            if rank == 0 and (done % args.ckpt_every == 0 or done == steps or interrupted):
+                save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=done,
+                                args=vars(args), **extra)
             if interrupted:
-                checkpoint(done)
                 log(rank, f"{phase}: interrupted; checkpoint written at step {done}. "
                           f"Continue with --resume.")
                 raise SystemExit(130)
@@ -487,16 +486,17 @@ def main(argv=None):
     model.to(args.device)
     curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args)
              if args.eval_every else None)
-    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation on "
-              f"{len(eval_set)} {args.eval_split} questions; learner {model.num_params() / 1e6:.2f}M "
-              f"parameters on {args.device} x{world}")
+    log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation "
+              f"on {len(eval_set)} {args.eval_split} questions; learner "
+              f"{model.num_params() / 1e6:.2f}M parameters on {args.device} x{world}")
     model, learned_remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
             save_checkpoint(out / "warmup" / "model.pt", model, remarks=learned_remarks,
                             step=args.warmup_steps)
-            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks, warm_state)
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks,
+                   warm_state)
         return
 
     # The partner: frozen; by default the warm-up checkpoint, which learned to remark.
@@ -550,15 +550,15 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
     """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
     the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
+    itself = (None, None, learned_remarks)  # mode self: the learner's own copy
     fixed = fixed_partner(args, model, warm_state, learned_remarks) if any(
-        DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else (None, None, None)
+        DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else None
     for method, state in trained.items():
         model.load_state_dict(state)
         memory = {}  # the learner's answer alone opens every discussion: generated once
         runs = {"alone": dict(mode="single")}
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
-            itself = (None, None, learned_remarks)  # mode self: the learner's own copy
             partner, partner_tok, partner_learned_remarks = fixed if who == "fixed" else itself
             runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
                               rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
@@ -603,10 +603,9 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
         print("| A − B | " + " | ".join(names) + " |")
         print("|---" * (len(names) + 1) + "|")
         for a, b in itertools.combinations(trained, 2):
-            row = [next(p for p in paired if (p["a"], p["b"], p["discussion"]) == (b, a, d))
-                   for d in names]
-            print(f"| {b} − {a} | " + " | ".join(
-                f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in row) + " |")
+            cells = [f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})"
+                     for p in paired if (p["a"], p["b"]) == (b, a)]  # in the order of names
+            print(f"| {b} − {a} | " + " | ".join(cells) + " |")
     for note in evaluation.caveats(results):
         print(f"note: {note}")
     evaluation.write_json(out / "results.json", {"args": vars(args), "paired": paired, "results": [
@@ -636,8 +635,6 @@ def learning_curves(out, phases):
 # a folder that cannot be written) is one line for the user; anything else is a bug and keeps its
 # traceback. Whatever was written before it (checkpoints, transcripts, metrics) stays as it was.
 
-OUT_OF_MEMORY = ("lower --batch-size (raise --grad-accum to keep the batch size) or --max-turn-tokens; "
-                 "checkpoints already written stay, and --resume continues from them")
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
@@ -655,7 +652,9 @@ def cli(main, prog=None):
     except torch.OutOfMemoryError as e:
         # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
         what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
-        sys.exit(f"{prog}: error: out of memory ({what}); {OUT_OF_MEMORY}")
+        sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
+                 "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
+                 "and --resume continues from them")
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
