@@ -118,6 +118,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=2, help="runs side by side (each on one thread)")
     p.add_argument("--tables", action="store_true", help="only write the tables of finished runs")
+    p.add_argument("--reverse", action="store_true", help="take the test runs from the end of the queue: a "
+                   "second study process started beside a running one works towards it, not behind it")
     args = p.parse_args(argv)
     RUNS.mkdir(parents=True, exist_ok=True)
     logf = open(RUNS / "study.log", "a")
@@ -189,13 +191,12 @@ def main(argv=None):
     base = {seed: ["--seed", str(seed), *COMMON, *TEST, *(CURVES if seed == SEEDS[0] else [])] + (
         [] if seed == 1337 else ["--init", str(RUNS / f"warmup-{seed}" / "warmup" / "model.pt"),
                                  "--warmup-steps", "0"]) for seed in SEEDS}
-    matched = [(arm, s) for arm, s in order if arm == "sft-matched"]
-    jobs += [submit(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
-                    needed=name in partners and not fresh(name)) for arm, seed in order
-             if (arm, seed) not in matched]
-    jobs.append(submit(FORMAT_VALIDATION, [*arms["scripted"], *COMMON, *VALIDATION]))
-    jobs += [submit(f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed))
-             for arm, seed in matched]
+    queue = [(name := f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed),
+              name in partners and not fresh(name)) for arm, seed in order if arm != "sft-matched"]
+    queue.append((FORMAT_VALIDATION, [*arms["scripted"], *COMMON, *VALIDATION], None, False))
+    queue += [(f"test/{seed}/{arm}", [*arms[arm], *base[seed]], warm.get(seed), False)
+              for arm, seed in order if arm == "sft-matched"]
+    jobs += [submit(*q) for q in (queue[::-1] if args.reverse else queue)]
     [f.result() for f in jobs]
     tables()
     log("study complete")
