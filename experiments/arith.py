@@ -59,6 +59,7 @@ SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 13
 # bit (its SFT and SAIE reran to the same figures on every evaluation).
 EARLIER = ("1-b", "2-b")
 CURRENT = {str(s) for s in SEEDS}
+MATCHED_SEEDS = (1337, 1)  # SFT with SAIE's compute: 24 points ahead on the first; a third seed did not fit
 # The format control on validation (SAIE's chosen settings; it chooses nothing): whether it belongs in
 # the embedded default is decided there, not on test. Added after the headline's first test runs.
 FORMAT_VALIDATION = "grid/scripted"
@@ -179,7 +180,7 @@ def main(argv=None):
 
     order = [(arm, s) for arm in ("sft", "saie", "scripted") for s in SEEDS] + [
         (arm, s) for s in SEEDS for arm in ("saie-support", "saie-oppose")] + [
-        ("sft-matched", s) for s in SEEDS]
+        ("sft-matched", s) for s in MATCHED_SEEDS]
     todo = {f"test/{s}/{arm}" for arm, s in order if not record(f"test/{s}/{arm}")}
     # A new run is paired with its seed's SFT (and SAIE): those must have right/wrong answers on file.
     partners = {f"test/{name.split('/')[1]}/{b}" for name in todo for b in PAIRED_WITH.get(
@@ -338,7 +339,8 @@ def tables():
             r = record(f"test/{seed}/{'sft' if arm == 'warmup' else arm}")
             method = "warmup" if arm == "warmup" else "sft" if arm == "sft-matched" else arm.split("-")[0]
             if not r:
-                if seed not in EARLIER and (seed != "capacity" or arm in ("sft", "saie")) and arm != "warmup":
+                if (seed not in EARLIER and (seed != "capacity" or arm in ("sft", "saie")) and arm != "warmup"
+                        and (arm != "sft-matched" or seed in map(str, MATCHED_SEEDS))):
                     missing.append(f"test/{seed}/{arm}")
                 continue
             row = {"seed": seed, "arm": arm}
