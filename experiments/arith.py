@@ -10,7 +10,7 @@ thread; its folder under experiments/runs/ (never committed) holds checkpoints a
 finished run leaves a small record in experiments/results/runs/ (committed): its figures, its
 right/wrong answer to every question, its learning curve and CPU seconds. The tables are built
 from the records alone, so a fresh clone reprints them without running anything, and runs only
-what is not on file. From nothing the study is about 10 CPU hours (5 h on 2 cores).
+what is not on file. From nothing the study is about 6 CPU hours (3 h on 2 cores).
 
 Stages:
   1. grid (validation, seed 1337, the shipped warm-up): each arm's learning rate, and SAIE's
