@@ -93,8 +93,10 @@ def test_own_question_unknown_words_a_bad_swap_and_a_mute_partner_are_one_line_e
 
 
 def test_ctrl_c_ends_the_session_cleanly():
+    # SIGINT at its default in the child, whatever the suite's own (a background job ignores it)
     p = subprocess.Popen([sys.executable, "discuss.py", "--question", "1"], cwd=ROOT, env=ENV, text=True,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out, deadline = "", time.time() + 120
     while not out.endswith("you> ") and time.time() < deadline:
         out += p.stdout.read(1)
@@ -109,6 +111,9 @@ def test_ctrl_c_ends_the_session_cleanly():
             break
         except subprocess.TimeoutExpired:
             pass
+    else:
+        p.kill()  # never ended: the assertion below says so
+        p.wait()
     err = p.stderr.read()
     assert p.returncode == 130 and "Traceback" not in err, err
 
