@@ -306,7 +306,7 @@ class GPT(nn.Module):
         out = torch.zeros(len(prompts), max_new_tokens, dtype=torch.long, device=dev)
         rows = torch.arange(len(prompts), device=dev)  # original row of each row still in the batch
         done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
-        check_every = 1 if dev.type == "cpu" else 8  # reading the done flags stalls a GPU's queue
+        check_every = done_check_every(dev)
         for t in range(max_new_tokens):
             tok = _sample(logits, temperature, top_k, top_p, gen)
             out[rows, t] = tok
@@ -377,6 +377,11 @@ def _sample(logits, temperature, top_k, top_p, gen):
         probs = probs.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, 0.0)
     choice = torch.multinomial(probs, 1, generator=gen).squeeze(1)
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
+
+
+def done_check_every(device):
+    """Steps between host reads of the done flags: free on CPU, but a read stalls a GPU's queue."""
+    return 1 if device.type == "cpu" else 8
 
 
 def drop_finished(done, cache, *tensors):
