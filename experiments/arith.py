@@ -19,7 +19,8 @@ Stages:
      start-up cancels), which sets the steps of SFT with SAIE's compute.
   3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up (1337: the shipped
      one; 1 and 2: from scratch): SFT, SAIE, the format control, SAIE support-only, SAIE
-     oppose-only, and SFT with SAIE's compute.
+     oppose-only, and SFT with SAIE's compute (seeds 1337 and 1). The format control is also run once on
+     validation, to decide whether it belongs in the embedded default (it chooses no setting).
   4. capacity (6 layers, 192 wide: 3x the parameters; one seed, its own warm-up): SFT and SAIE at
      the settings chosen at the small size; the longest chain, on a core of its own from the start.
 """
