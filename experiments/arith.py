@@ -305,6 +305,17 @@ def _cell(v):
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def columns(setting):
+    """A grid setting as csv columns: ["--plain-weight", "3"] -> {"plain_weight": "3"}."""
+    return {k.lstrip("-").replace("-", "_"): v for k, v in zip(setting[::2], setting[1::2])}
+
+
+def grid_row(arm, setting, r):
+    """One row of grid.csv: the arm, its setting, and its validation figures from record r."""
+    return {"arm": arm, **columns(setting),
+            **{f"val_{d}": r["evals"][f"{arm}-{d}"]["accuracy"] for d in SHOWN}}
+
+
 def tables():
     """experiments/results/: grid.csv, headline.csv, paired.csv, study.json, summary.md, curves.svg,
     from the records alone."""
@@ -316,22 +327,15 @@ def tables():
             if not (r := record(grid_name(arm, s))):
                 missing.append(grid_name(arm, s))
                 continue
-            row = {"arm": arm, **{k.lstrip("-").replace("-", "_"): v for k, v in zip(s[::2], s[1::2])}}
-            for d in SHOWN:
-                row[f"val_{d}"] = r["evals"][f"{arm}-{d}"]["accuracy"]
-            grid.append(row)
+            grid.append(grid_row(arm, s, r))
     if grid and not missing:
         for arm in GRID:
             best = chosen(arm)
             for row in grid:
                 if row["arm"] == arm:
-                    row["chosen"] = all(str(row.get(k.lstrip("-").replace("-", "_"))) == v
-                                        for k, v in zip(best[::2], best[1::2]))
+                    row["chosen"] = all(str(row.get(k)) == v for k, v in columns(best).items())
     if (r := record(FORMAT_VALIDATION)) and grid and not missing:  # at SAIE's chosen setting
-        best = chosen("saie")
-        grid.append({"arm": "scripted", **{k.lstrip("-").replace("-", "_"): v for k, v in
-                                           zip(best[::2], best[1::2])},
-                     **{f"val_{d}": r["evals"][f"scripted-{d}"]["accuracy"] for d in SHOWN}})
+        grid.append(grid_row("scripted", chosen("saie"), r))
     write_csv(RESULTS / "grid.csv", grid)
 
     headline, paired, curves = [], [], {}
