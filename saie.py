@@ -38,10 +38,15 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-# Idle OpenMP threads sleep rather than spin (read when torch loads): on a busy machine a spinning
-# thread holds the core its partner waits for (steps 4-18x slower on a shared 2-core machine).
-# Same threads, same work per thread: the same numbers.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Between two ops an idle OpenMP thread spins a while (OpenMP's default) or sleeps at once
+# (PASSIVE). On an idle machine spinning is faster: a decode step is many short parallel ops, and
+# the default run takes ~20% less time. On a busy one a spinning thread holds the core its partner
+# waits for (a SAIE step 1.5-3.4x slower beside one or two busy processes, more on a busier
+# machine). So sleep unless the
+# machine is idle as the run starts (read when torch loads). Same threads, same work per thread:
+# the same numbers either way.
+if not hasattr(os, "getloadavg") or os.getloadavg()[0] >= 0.5:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402

@@ -10,8 +10,8 @@ untimed one.
 
     python bench/saie_step.py
     python bench/saie_step.py --steps 5 --threads 2
-    python bench/saie_step.py --spin                    # idle threads spin (OpenMP's default), as
-                                                        # without saie.py's OMP_WAIT_POLICY=PASSIVE
+    python bench/saie_step.py --spin                    # idle OpenMP threads spin, as saie.py lets
+    python bench/saie_step.py --passive                 # them on an idle machine, or sleep at once
     python bench/saie_step.py --max-turn-tokens 20      # any other flag goes to saie.py's parser
 """
 import argparse
@@ -25,17 +25,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-if "--spin" not in sys.argv:  # read when torch loads: the same as saie.py
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "unset")  # importing saie below sets it, too late
+# Read when torch loads: without a flag, saie.py (imported first) chooses as it does for a run.
+if "--spin" in sys.argv:
+    os.environ["GOMP_SPINCOUNT"] = "300000"  # libgomp's default spin; it overrides PASSIVE
+elif "--passive" in sys.argv:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+import saie  # noqa: E402 (before torch)
 
-import torch
+WAIT_POLICY = ("spin" if os.environ.get("GOMP_SPINCOUNT") == "300000"
+               or "OMP_WAIT_POLICY" not in os.environ else os.environ["OMP_WAIT_POLICY"])
 
-import data
-import discuss
-import model as model_module
-import saie
-from model import GPT
+import torch  # noqa: E402
+
+import data  # noqa: E402
+import discuss  # noqa: E402
+import model as model_module  # noqa: E402
+from model import GPT  # noqa: E402
 
 
 class Clock:
@@ -65,8 +70,10 @@ def main():
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--data-dir", help="local copy of the task's files (default: the task's own; arith is "
                    "generated in code)")
-    p.add_argument("--spin", action="store_true", help="leave OMP_WAIT_POLICY to OpenMP's default "
-                   "(idle threads spin a while before they sleep)")
+    p.add_argument("--spin", action="store_true", help="idle OpenMP threads spin a while before they "
+                   "sleep (saie.py's choice on an idle machine)")
+    p.add_argument("--passive", action="store_true", help="idle OpenMP threads sleep at once "
+                   "(saie.py's choice on a busy machine)")
     a, rest = p.parse_known_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -137,7 +144,7 @@ def main():
     print(f"# one SAIE step of the embedded default: {args.task}, batch {args.batch_size}, turns "
           f"<= {args.max_turn_tokens} tokens; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads"
-          f", OMP_WAIT_POLICY {WAIT_POLICY}; mean of {k} steps")
+          f", idle threads: {WAIT_POLICY}; mean of {k} steps")
     print(f"{'part':<40} {'ms/step':>8} {'share':>6}  note")
 
     def row(name, sec, note=""):

@@ -320,3 +320,19 @@ def test_a_partner_with_its_own_model_and_tokenizer(tmp_path, monkeypatch):
         # before its second turn, the learner read the byte model's remark in its own arith tokens
         view = discuss.Transcript(tr.question, tr.gold, tr.stance, tr.id, tr.turns[:2])
         assert tuple(discuss.encode(tok, discuss.render(tok, view, "learner"))) in asked[tok.n_vocab]
+
+
+@pytest.mark.parametrize("load, preset, policy", [(0.1, None, "unset"), (1.2, None, "PASSIVE"),
+                                                  (0.1, "PASSIVE", "PASSIVE"),
+                                                  (1.2, "ACTIVE", "ACTIVE")])
+def test_idle_threads_spin_only_on_an_idle_machine(load, preset, policy):
+    """saie.py sets OpenMP's wait policy before torch loads, from the load average at the start; a
+    policy the user set stands."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (f"import os; os.getloadavg = lambda: ({load}, 0.0, 0.0); import saie; "
+            "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == [policy], out.stderr
