@@ -371,7 +371,8 @@ def load_results(path):
     return results
 
 
-def _pct(x):
+def pct(x):
+    """A share as a percentage, one decimal; "–" for None. saie.py prints its table with it too."""
     return "–" if x is None else f"{100 * x:.1f}"
 
 
@@ -384,7 +385,8 @@ COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "sta
            "fixed", "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
 
 
-def _p(x):
+def p_value(x):
+    """A p-value as the tables print it (saie.py's and the study's too)."""
     return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
 
 
@@ -392,13 +394,13 @@ def cells(r):
     """One row of the results table (percentages), shared by --compare and the report.
     ROUGE on arith is left out of the table (see `caveats`); results.json keeps it."""
     g = {} if r["task"] == "arith" else r.get("rouge") or {}
-    return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), _pct(r["accuracy"]),
-            f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}",
-            " → ".join(_pct(x["accuracy"]) for x in r["per_round"]),
-            r.get("config", {}).get("stance") or "–", *(_pct(r.get(k)) for k in ("kept", "fixed")),
-            _p((r.get("after_vs_alone") or {}).get("p")),
-            *(_pct(r.get(k)) for k in ("alignment", "copy_rate")),
-            *(_pct(g.get(k)) for k in ("rouge1", "rouge2", "rougeL"))]
+    return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), pct(r["accuracy"]),
+            f"{pct(r['ci95'][0])}–{pct(r['ci95'][1])}",
+            " → ".join(pct(x["accuracy"]) for x in r["per_round"]),
+            r.get("config", {}).get("stance") or "–", *(pct(r.get(k)) for k in ("kept", "fixed")),
+            p_value((r.get("after_vs_alone") or {}).get("p")),
+            *(pct(r.get(k)) for k in ("alignment", "copy_rate")),
+            *(pct(g.get(k)) for k in ("rouge1", "rouge2", "rougeL"))]
 
 
 def _markdown(rows):
@@ -426,7 +428,7 @@ def paired_rows(pairs):
     """Rows of the paired table: (result A, result B) -> their labels, the difference and its p."""
     tested = [(a, b, paired(a, b)) for a, b in pairs]
     return [[label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
-             str(m["only_b"]), _p(m["p"])] for a, b, m in tested]
+             str(m["only_b"]), p_value(m["p"])] for a, b, m in tested]
 
 
 def same_questions(results_list):

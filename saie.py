@@ -587,7 +587,7 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
              "fixed": f"fixed partner, {partner_name}: alone → after (kept, fixed)"}
 
     def cell(r):
-        pct = evaluation._pct
+        pct = evaluation.pct
         if r["mode"] == "single":
             return f"{pct(r['accuracy'])}% ({pct(r['ci95'][0])}–{pct(r['ci95'][1])})"
         return (f"{pct(r['per_round'][0]['accuracy'])} → {pct(r['accuracy'])} "
@@ -608,7 +608,7 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
         print("| A − B | " + " | ".join(names) + " |")
         print("|---" * (len(names) + 1) + "|")
         for a, b in itertools.combinations(trained, 2):
-            cells = [f"{100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})"
+            cells = [f"{100 * p['diff']:+.1f} (p {evaluation.p_value(p['p'])})"
                      for p in paired if (p["a"], p["b"]) == (b, a)]  # in the order of names
             print(f"| {b} − {a} | " + " | ".join(cells) + " |")
     for note in evaluation.caveats(results):

@@ -421,7 +421,7 @@ def front_table(headline, paired):
         if not ps:
             return "–"
         x, p = pooled(ps)
-        return f"{sign * x:+.1f} ({evaluation._p(p)})"
+        return f"{sign * x:+.1f} ({evaluation.p_value(p)})"
 
     lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner | alone − SFT (p) "
              "| honest − SAIE (p) |", "|---|---|---|---|---|---|---|"]
@@ -459,7 +459,7 @@ def summary(headline, paired, missing):
     capacity = [p for p in paired if p["seed"] == "capacity" and p["b"] == "sft"]
     if capacity:
         lines += ["", "Capacity point (6 layers, 192 wide, 3.0M parameters, seed 1337), SAIE − SFT: " + ", ".join(
-            f"{p['discussion']} {100 * p['diff']:+.1f} (p {evaluation._p(p['p'])})" for p in capacity)]
+            f"{p['discussion']} {100 * p['diff']:+.1f} (p {evaluation.p_value(p['p'])})" for p in capacity)]
     if missing:
         lines += ["", "Not finished yet: " + ", ".join(missing)]
     return "\n".join(lines) + "\n"
@@ -479,10 +479,10 @@ def paired_table(paired, other, arms):
                 cells.append("–")
                 continue
             per_seed = ", ".join(f"{p['seed']}: {100 * (p['only_a'] - p['only_b']) / p['n']:+.1f} "
-                                 f"(p {evaluation._p(p['p'])})" for p in ps)
+                                 f"(p {evaluation.p_value(p['p'])})" for p in ps)
             if now := [p for p in ps if p["seed"] in CURRENT]:
                 d, p = pooled(now)
-                per_seed += f"; pooled {d:+.1f} (p {evaluation._p(p)})"
+                per_seed += f"; pooled {d:+.1f} (p {evaluation.p_value(p)})"
             cells.append(per_seed)
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
