@@ -39,12 +39,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 # Between two ops an idle OpenMP thread spins a while (OpenMP's default) or sleeps at once
-# (PASSIVE). On an idle machine spinning is faster: a decode step is many short parallel ops, and
-# the default run takes ~20% less time. On a busy one a spinning thread holds the core its partner
-# waits for (a SAIE step 1.5-3.4x slower beside one or two busy processes, more on a busier
-# machine). So sleep unless the
-# machine is idle as the run starts (read when torch loads). Same threads, same work per thread:
-# the same numbers either way.
+# (PASSIVE). On an idle machine spinning is faster: a decode step is many short parallel ops, and the
+# default run takes about a fifth less time. On a busy one a spinning thread holds the core its
+# partner waits for (a SAIE step 1.5-3.4x slower beside one or two busy processes). So threads sleep
+# unless the machine is idle as the run starts (read when torch loads; a policy you set stands).
+# Same threads, same work per thread: the same numbers either way.
 if not hasattr(os, "getloadavg") or os.getloadavg()[0] >= 0.5:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -32,8 +32,8 @@ elif "--passive" in sys.argv:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 import saie  # noqa: E402 (before torch)
 
-WAIT_POLICY = ("spin" if os.environ.get("GOMP_SPINCOUNT") == "300000"
-               or "OMP_WAIT_POLICY" not in os.environ else os.environ["OMP_WAIT_POLICY"])
+WAIT_POLICY = (f"GOMP_SPINCOUNT {os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ
+               else os.environ.get("OMP_WAIT_POLICY", "spin (OpenMP's default)"))
 
 import torch  # noqa: E402
 
