@@ -794,7 +794,9 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
                    "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
-                   "<|python_tag|>"] + [f"<|reserved_special_token_{i}|>" for i in range(2, 247)]
+                   "<|python_tag|>"]
+LLAMA3_SPECIALS += [f"<|reserved_special_token_{2 + i}|>"  # 256 in all
+                    for i in range(256 - len(LLAMA3_SPECIALS))]
 
 
 def llama3_tokenizer(model_file, name, chat):
