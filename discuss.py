@@ -217,6 +217,25 @@ def scripted_discussion(task, ex, rng):
     return Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)]), remark
 
 
+class OraclePartner:
+    """A control, not the method: a partner that knows the gold answer and remarks as the scripted
+    rounds do (support restates the learner's turn; oppose derives the gold answer when the learner
+    is wrong, a slipped one when it is right). With it, SAIE's learner speaks on-policy while its
+    partner is an oracle. Speaks like a Speaker; `examples` are the questions it may be asked."""
+
+    def __init__(self, task, examples):
+        self.task, self.gold = task, {ex.id: ex for ex in examples}
+
+    def speak(self, transcripts, role, seed=None):
+        rng, texts = random.Random(seed), []
+        for tr in transcripts:
+            ex, turn = self.gold[tr.id], tr.turns[-1].text
+            remark = (turn if tr.stance == "support" else self.task.wrong_target(ex, rng)
+                      if self.task.is_correct(turn, ex) else self.task.target(ex))
+            texts.append(f"{OPENER[tr.stance]} {remark}")
+        return texts
+
+
 def remark_sequences(tok, task, examples, rng):
     """Teach a base partner the remark format (the 'trained' partner mode) on scripted rounds."""
     rounds = [scripted_discussion(task, ex, rng) for ex in examples]
@@ -225,8 +244,9 @@ def remark_sequences(tok, task, examples, rng):
 
 
 def scripted_sequences(tok, task, examples, rng):
-    """The format control: after a scripted round, the learner's next turn, its target the gold
-    answer. SAIE's transcript shape, but nobody generated it: the format without the discussion."""
+    """Gold-scripted discussions (a control): after a scripted round, the learner's next turn, its
+    target the gold answer. SAIE's transcript shape, but nobody generated it: an oracle wrote both
+    the learner's turn and the remark."""
     seqs = []
     for ex in examples:
         tr, remark = scripted_discussion(task, ex, rng)

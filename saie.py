@@ -71,7 +71,7 @@ DEFAULT_DISCUSSIONS = ("honest", "fixed")
 # docs/results.md); turns of up to 24 tokens (the longest gold turn is 21). 100 steps, not the
 # study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores.
 PRESETS = {
-    "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3),
+    "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3, oracle=1e-3),
                     plain_weight=3.0, warmup_steps=1000, steps=100, max_turn_tokens=24,
                     block_size=256, eval_limit=300, log_every=25),
     "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
@@ -98,10 +98,12 @@ def parse_args(argv=None):
     p.add_argument("--block-size", type=int, help="scratch model: context length")
     # method
     p.add_argument("--method", default="compare",
-                   choices=["compare", "saie", "sft", "scripted", "warmup"],
+                   choices=["compare", "saie", "sft", "scripted", "oracle", "warmup"],
                    help="compare = SFT and SAIE from the same warm-up, then evaluate both; "
-                   "scripted = the format control, SFT on pre-written discussions and plain pairs; "
-                   "warmup = the warm-up alone, exported as a weights-only model.pt")
+                   "scripted = gold-scripted discussions (both turns written from gold, no model "
+                   "speaks); oracle = the learner's own first turn and a remark written from gold "
+                   "(on-policy learner, oracle partner); warmup = the warm-up alone, exported as "
+                   "a weights-only model.pt")
     p.add_argument("--stance", choices=["both", "support", "oppose"],
                    help="the partner's stance per question (default both: 50/50 with the seed)")
     p.add_argument("--rounds", type=int, help="discussion rounds per question (default 1)")
@@ -114,6 +116,9 @@ def parse_args(argv=None):
     # warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2,
                    help="share of the train split for warm-up")
+    p.add_argument("--train-limit", type=int, help="the data-limited regime: SFT and SAIE see only "
+                   "this many training questions (drawn with --seed from the main split), for as "
+                   "many epochs as --steps takes")
     p.add_argument("--warmup-steps", type=int, help="0 when --init is already warmed up")
     p.add_argument("--warmup-seed", type=int, help="seed of the warm-up's initial weights and data "
                    "order (default --seed), so seeds can vary the warm-up too")
@@ -148,6 +153,9 @@ def parse_args(argv=None):
                    "steps of each phase, accuracy alone and in honest self-discussion on "
                    "--curve-limit validation questions (metrics.jsonl, report.html; 0: never)")
     p.add_argument("--curve-limit", type=int, default=200, help="validation questions per point")
+    p.add_argument("--select-best", action="store_true", help="keep each method's checkpoint with "
+                   "the best validation accuracy alone among the --eval-every points, and evaluate "
+                   "that one (its step goes to best.json and results.json)")
     # system
     p.add_argument("--out", default="out")
     p.add_argument("--seed", type=int, default=1337)
@@ -168,7 +176,7 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
     if not isinstance(args.lr, dict):  # one --lr for every method
-        args.lr = dict.fromkeys(("sft", "saie", "scripted"), args.lr)
+        args.lr = dict.fromkeys(("sft", "saie", "scripted", "oracle"), args.lr)
     if args.warmup_seed is not None and args.warmup_steps == 0:
         p.error("--warmup-seed seeds a warm-up, and this run has none (--warmup-steps 0 or the "
                 "shipped warm-up); pass --init scratch to warm up from scratch")
@@ -185,6 +193,10 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.eval_every < 0:
         p.error("--eval-every must be 0 (no learning curves) or more")
+    if args.select_best and not args.eval_every:
+        p.error("--select-best picks among the --eval-every points: give --eval-every N")
+    if args.train_limit is not None and args.train_limit < args.batch_size:
+        p.error("--train-limit must fill at least one batch (--batch-size)")
     if not 0 < args.warmup_frac < 1:
         p.error("--warmup-frac must be between 0 and 1")
     if args.dtype is None:
@@ -257,8 +269,8 @@ def discussion_sequences(tok, task, transcripts, examples, args):
 
 
 def scripted_batches(tok, task, examples, args, rank, world, start):
-    """The format control: SFT on pre-written discussions (discuss.scripted_sequences) and the plain
-    pairs, weighted as in SAIE; no model speaks, so it costs what SFT on twice the rows costs."""
+    """Gold-scripted discussions (discuss.scripted_sequences) and the plain pairs, weighted as in
+    SAIE: SFT on rounds nobody spoke, so it costs what SFT on twice the rows costs."""
     for i, exs in question_batches(examples, args, rank, world, start):
         rng = random.Random(hash_seed(args.seed, i, rank))
         seqs = discuss.scripted_sequences(tok, task, exs, rng)
@@ -352,8 +364,9 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         opt.load_state_dict(ck["optimizer"])
         start = ck["step"]
         log(rank, f"{phase}: resuming at step {start}/{steps} from {ckpt_path}")
+    best = Best(out, phase) if args.select_best and phase != "warmup" and rank == 0 else None
     if start >= steps:
-        return model
+        return best.load(model) if best else model
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         trim_jsonl(metrics_path, start)  # metrics count optimizer steps, transcripts micro-batches
@@ -398,6 +411,8 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                 point = curve(model)
                 log(rank, f"{phase} step {done:5d}/{steps} | validation: "
                           + " | ".join(f"{k} {v:.1%}" for k, v in point.items()))
+                if best:
+                    best.offer(model, done, point["val_alone"])
             if rank == 0:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps({"step": step, "loss": total,
@@ -424,7 +439,31 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
         sums = [torch.zeros_like(checksum) for _ in range(world)]
         dist.all_gather(sums, checksum)
         log(rank, f"{phase}: ranks agree on weights: {all(torch.equal(s, sums[0]) for s in sums)}")
-    return model
+    return best.load(model) if best else model
+
+
+class Best:
+    """The checkpoint with the best validation accuracy alone so far (--select-best): its weights
+    in best.pt, its step and accuracy in best.json, so a resumed run remembers it. A tie keeps the
+    earlier step."""
+
+    def __init__(self, out, phase):
+        self.phase, self.pt, self.json = phase, out / "best.pt", out / "best.json"
+        self.record = json.loads(self.json.read_text()) if self.json.exists() else None
+
+    def offer(self, model, step, accuracy):
+        if self.record is None or accuracy > self.record["val_alone"]:
+            save_checkpoint(self.pt, model, step=step)
+            self.record = {"step": step, "val_alone": accuracy}
+            data.write_atomic(self.json, json.dumps(self.record) + "\n")
+
+    def load(self, model):
+        """The model with the best weights loaded; the last ones if no point was offered."""
+        if self.record is not None:
+            model.load_state_dict(load_checkpoint(self.pt)["model"])
+            print(f"{self.phase}: keeping step {self.record['step']} (validation alone "
+                  f"{self.record['val_alone']:.1%})", flush=True)
+        return model
 
 
 # -----------------------------------------------------------------------------
@@ -441,14 +480,19 @@ def build_model(args):
     return GPT.from_pretrained(args.init, dtype=torch.float32, device="cpu")
 
 
-def validation_curve(tok, task, examples, args):
+def validation_curve(tok, task, examples, args, seen=()):
     """A learning-curve point: accuracy on a validation slice alone and after an honest
-    self-discussion (one evaluation: the learner's first, greedy answer is its answer alone)."""
+    self-discussion (one evaluation: the learner's first, greedy answer is its answer alone), and
+    alone on `seen`, training questions (the data-limited regime: how far it memorises)."""
     def point(model):
         r = evaluation.evaluate(model, tok, task, examples, mode="self", stance="honest",
                                 rounds=args.eval_rounds, max_new_tokens=args.max_turn_tokens,
                                 seed=args.seed)
-        return {"val_alone": r["per_round"][0]["accuracy"], "val_honest": r["accuracy"]}
+        p = {"val_alone": r["per_round"][0]["accuracy"], "val_honest": r["accuracy"]}
+        if seen:
+            p["train_alone"] = evaluation.evaluate(model, tok, task, seen, seed=args.seed,
+                                                   max_new_tokens=args.max_turn_tokens)["accuracy"]
+        return p
     return point
 
 
@@ -484,11 +528,18 @@ def main(argv=None):
     # The warm-up/main partition does not move with --seed, so a shipped warm-up fits every seed.
     shuffled = random.Random(0).sample(train_set, len(train_set))
     warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
+    if args.train_limit:  # few examples, many epochs: the paper's regime
+        if args.train_limit > len(main_set):
+            sys.exit(f"saie.py: error: --train-limit {args.train_limit}: the main split holds "
+                     f"{len(main_set)} questions")
+        main_set = random.Random(f"{args.seed}-subset").sample(main_set, args.train_limit)
 
     model = build_model(args)
     tok = data.get_tokenizer(model.tokenizer_spec)
     model.to(args.device)
-    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args)
+    # With few training questions the curve also shows how far training accuracy runs ahead.
+    seen = main_set[: args.curve_limit] if args.train_limit else []
+    curve = (validation_curve(tok, task, splits["validation"][: args.curve_limit], args, seen)
              if args.eval_every else None)
     log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation "
               f"on {len(eval_set)} {args.eval_split} questions; learner "
@@ -522,11 +573,13 @@ def main(argv=None):
             make = lambda s: sft_batches(tok, task, main_set, args, rank, world, s, False)
         elif method == "scripted":
             make = lambda s: scripted_batches(tok, task, main_set, args, rank, world, s)
-        else:
+        else:  # saie, or the oracle control: the same discussions with a partner that knows gold
             learner = discuss.Speaker(model, tok, args.max_turn_tokens,
                                       temperature=args.temperature)
-            path = out / "saie" / "transcripts.jsonl" if rank == 0 else None
-            make = lambda s: saie_batches(learner, partner_speaker, tok, task, main_set, args, rank,
+            speaker = (discuss.OraclePartner(task, main_set) if method == "oracle"
+                       else partner_speaker)
+            path = out / method / "transcripts.jsonl" if rank == 0 else None
+            make = lambda s: saie_batches(learner, speaker, tok, task, main_set, args, rank,
                                           world, s, path)
         train(method, model, make, args.steps, tok, args, rank, world, extra, curve)
         trained[method] = copy.deepcopy(model.state_dict())
@@ -612,7 +665,10 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
             print(f"| {b} − {a} | " + " | ".join(cells) + " |")
     for note in evaluation.caveats(results):
         print(f"note: {note}")
-    evaluation.write_json(out / "results.json", {"args": vars(args), "paired": paired, "results": [
+    best = {m: json.loads((out / m / "best.json").read_text()) for m in trained
+            if args.select_best and (out / m / "best.json").exists()}  # the step each kept
+    evaluation.write_json(out / "results.json", {"args": vars(args), "selected": best,
+                                                  "paired": paired, "results": [
         {k: v for k, v in r.items() if k != "predictions"} for r in results]})
     evaluation.write_report(results, out / "report.html", pairs=pairs,
                             curves=learning_curves(out, trained))

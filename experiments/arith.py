@@ -210,6 +210,7 @@ def main(argv=None):
 # learning curve and the CPU seconds. The tables are built from them alone, so a fresh clone
 # reprints them without a run, and only a new run has to be computed.
 
+POINT = ("val_alone", "val_honest", "train_alone")
 PAIRED_WITH = {"saie": ("sft",), "sft-matched": ("sft",), "saie-support": ("sft", "saie"),
                "saie-oppose": ("sft", "saie"), "scripted": ("sft", "saie")}
 
@@ -239,17 +240,21 @@ def write_record(name):
         ids = "\n".join(p["id"] for p in full["predictions"])
         evals[key] = {**figures(full), "n": len(bits), "right": f"{int(bits or '0', 2):x}",
                       "questions": hashlib.sha256(ids.encode()).hexdigest()[:16]}
-    curve = []
+    curve, points = [], []
     for metrics in out.glob("*/metrics.jsonl"):
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
         curve += [(row["step"] + 1, row["val_alone"]) for row in rows if "val_alone" in row]
+        points += [{"step": row["step"] + 1, **{k: row[k] for k in POINT if k in row}}
+                   for row in rows if "train_alone" in row]  # the data-limited regime's curves
     cpu_s = json.loads((out / "cpu.json").read_text())["cpu_s"] if (out / "cpu.json").exists() else None
     init = Path(json.loads((out / "results.json").read_text())["args"]["init"])
     warm = out / "warmup" / "model.pt" if init.name == "scratch" or not init.is_file() else init
     warmup = hashlib.sha256(warm.read_bytes()).hexdigest()[:16] if warm.is_file() else None
     record_path(name).parent.mkdir(parents=True, exist_ok=True)
+    selected = json.loads((out / "results.json").read_text()).get("selected")
+    extra = {"points": points, "selected": selected} if selected else {}
     record_path(name).write_text(json.dumps({"run": name, "warmup": warmup, "cpu_s": cpu_s, "curve": curve,
-                                             "evals": evals}, indent=1) + "\n")
+                                             "evals": evals, **extra}, indent=1) + "\n")
 
 
 def same_figures(a, b):

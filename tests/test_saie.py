@@ -53,11 +53,12 @@ def test_compare_run_end_to_end(tmp_path, capsys):
 
 def test_each_method_gets_the_learning_rate_the_study_chose_unless_lr_is_given():
     a = saie.parse_args([])
-    assert a.lr == {"sft": 5e-4, "saie": 1e-3, "scripted": 1e-3} and a.plain_weight == 3.0
+    assert a.lr == {"sft": 5e-4, "saie": 1e-3, "scripted": 1e-3, "oracle": 1e-3}
+    assert a.plain_weight == 3.0
     assert (a.steps, a.max_turn_tokens, a.discussions) == (100, 24, ["honest", "fixed"])
-    assert saie.parse_args(["--lr", "2e-3"]).lr == {"sft": 2e-3, "saie": 2e-3, "scripted": 2e-3}
+    assert set(saie.parse_args(["--lr", "2e-3"]).lr.values()) == {2e-3}
     a = saie.parse_args(["--task", "gsm8k"])  # pretrained models keep one rate and weight 1
-    assert a.lr == {"sft": 2e-5, "saie": 2e-5, "scripted": 2e-5} and a.plain_weight == 1.0
+    assert set(a.lr.values()) == {2e-5} and a.plain_weight == 1.0
 
 
 def test_no_eval_warmup_evaluates_the_method_alone_with_the_warmup_as_fixed_partner(tmp_path):
@@ -336,3 +337,18 @@ def test_idle_threads_spin_only_on_an_idle_machine(load, preset, policy):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == [policy], out.stderr
+
+
+def test_train_limit_and_select_best_keep_the_best_validation_step(tmp_path):
+    """The data-limited regime: the oracle control trains on its N questions only, and the
+    evaluated weights are those of the step with the best validation accuracy alone."""
+    saie.main(TINY + ["--method", "oracle", "--train-limit", "16", "--eval-every", "1",
+                      "--select-best", "--curve-limit", "8", "--out", str(tmp_path)])
+    rows = [json.loads(l) for l in (tmp_path / "oracle" / "metrics.jsonl").read_text().splitlines()]
+    best = json.loads((tmp_path / "oracle" / "best.json").read_text())
+    accs = [r["val_alone"] for r in rows]
+    assert best["step"] == accs.index(max(accs)) + 1 and "train_alone" in rows[0]
+    assert saie.load_checkpoint(tmp_path / "oracle" / "best.pt")["step"] == best["step"]
+    assert json.loads((tmp_path / "results.json").read_text())["selected"]["oracle"] == best
+    questions = {json.loads(l)["id"] for l in (tmp_path / "oracle" / "transcripts.jsonl").open()}
+    assert len(questions) <= 16  # every discussion from the 16 drawn questions
