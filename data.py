@@ -14,6 +14,7 @@ Downloaded content is only ever parsed (json, csv), never eval'd, exec'd or unpi
 
 import base64
 import csv
+import errno
 import functools
 import hashlib
 import http.client
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import re
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -39,7 +41,42 @@ MAX_LINE = 1 << 20  # bytes; a longer "line" is a corrupt file, not a question
 
 
 class DataError(ValueError):
-    """A missing or malformed data file: one line naming the file, line and field at fault."""
+    """A missing or malformed data file: one line naming the file, line and field at fault.
+    (model.WeightsError, the same for weights, is one too.)"""
+
+
+# Every command runs through cli(): an error raised on purpose (bad data or weights, a failed
+# download, out of memory, a folder that cannot be written) is one line for the user; anything
+# else is a bug and keeps its traceback. What was written before it (checkpoints, transcripts,
+# metrics) stays as it was.
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
+
+
+def cli(main, prog=None):
+    """Run main() as a command: deliberate errors become `prog: error: ...` on stderr and exit 1."""
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        main()
+    except SystemExit as e:  # sys.exit("message") from deeper down gets the prefix too
+        if isinstance(e.code, str) and ": error: " not in e.code:
+            sys.exit(f"{prog}: error: {e.code}")
+        raise
+    except DataError as e:
+        sys.exit(f"{prog}: error: {e}")
+    except torch.OutOfMemoryError as e:
+        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
+        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
+        sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
+                 "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
+                 "and --resume continues from them")
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename
+                 else f"{prog}: error: {e}")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 @dataclass

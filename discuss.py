@@ -80,6 +80,15 @@ def stances_for(n, mode, rng):
     return [mode] * n
 
 
+def partner_mode(tok, remarks, stance="both"):
+    """How a model remarks as partner, decided here only. honest: it answers on its own and its
+    opener follows (any model can); prompted: a chat model is told its stance; trained: it learned
+    the remark format in warm-up (`remarks`); reflect: neither, so no remark at all."""
+    if stance == "honest":
+        return "honest"
+    return "prompted" if tok.chat else "trained" if remarks else "reflect"
+
+
 # -----------------------------------------------------------------------------
 # Rendering: what a role sees before its turn, as segments (text, or token ids for
 # special tokens) that data.make_batch and encode() understand.
@@ -136,8 +145,8 @@ def encode(tok, segments):
 class Speaker:
     """One side of the discussion: a model, its tokenizer, and how it samples a turn."""
 
-    def __init__(self, model, tok, max_new_tokens=256, temperature=0.0, top_p=None):
-        self.model, self.tok = model, tok
+    def __init__(self, model, tok, max_new_tokens=256, temperature=0.0, top_p=None, remarks=False):
+        self.model, self.tok, self.remarks = model, tok, remarks  # remarks: learned the role
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.stop = set(getattr(tok, "stop_ids", ())) | {tok.eot}
 
@@ -283,6 +292,8 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from model import WeightsError, load_model, method_name  # noqa: E402
+
 HELP = """Type a remark and the learner answers again. Shortcuts and commands:
   agree                    "I agree." and the learner's own derivation: a supportive remark
   disagree [N]             "I disagree." (with N, then "#### N": an answer to push)
@@ -305,7 +316,6 @@ class Table:
 
     def speaker(self, path):
         """(name, Speaker) of a checkpoint: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for ours."""
-        from eval import method_name  # not at the top: eval.py imports this module
         model, tok, _ = self.load(path)
         args = self.args
         return method_name(path), Speaker(model, tok, args.max_turn_tokens, args.temperature)
@@ -372,9 +382,8 @@ class Table:
     def partner(self):
         """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
         instructions."""
-        from eval import partner_mode_for  # the one place that decides how a model can remark
-        model, tok, learned_remarks = self.load(self.args.partner)
-        if partner_mode_for(tok, learned_remarks) != "reflect":
+        model, tok, remarks = self.load(self.args.partner)
+        if partner_mode(tok, remarks) != "reflect":
             return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
         print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and "
               f"cannot follow instructions: pick another --partner")
@@ -430,8 +439,6 @@ def unseen_words(tok, text):
 
 
 def play(argv=None):
-    import eval as evaluation  # here, not at the top: eval.py imports this module
-    from model import WeightsError
     warmup = str(Path(__file__).resolve().parent / "assets" / "arith-warmup.pt")
     p = argparse.ArgumentParser(description="Play the partner: you remark, the learner reacts.",
                                 epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -454,7 +461,7 @@ def play(argv=None):
     tests = task.load(task.splits[-1], args.data_dir)
     if args.question is not None and not 0 <= args.question < len(tests):
         p.error(f"--question: the {task.name} test split has questions 0 to {len(tests) - 1}")
-    load = functools.lru_cache(maxsize=None)(lambda path: evaluation.load_model(path, args.device))
+    load = functools.lru_cache(maxsize=None)(lambda path: load_model(path, args.device))
     table, rng = Table(task, load, args), random.Random(args.seed)
     sys.stdin.reconfigure(errors="replace")  # a non-UTF-8 byte becomes a character, not a crash
     if sys.stdin.isatty():
@@ -531,5 +538,4 @@ def typed_remark(line):
 
 
 if __name__ == "__main__":
-    from saie import cli
-    cli(play, "discuss.py")
+    data.cli(play, "discuss.py")

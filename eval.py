@@ -27,7 +27,7 @@ How the partner chooses its stance (--stance):
           `both`. This is a stress test: how often a right answer survives opposition (kept) and a
           wrong one is fixed under support or opposition (fixed); its remarks follow the stance only
           as well as the partner learned the remark role (`alignment`).
-The partner remarks as it can (`partner_mode_for`): "trained" (our checkpoints learned the remark
+The partner remarks as it can (`discuss.partner_mode`): "trained" (our checkpoints learned the remark
 format in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner
 answers again after its own previous answer, no remark in between), or "honest" (any model: it only
 answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
@@ -49,9 +49,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import data
-from model import GPT, WeightsError, load_checkpoint
-from discuss import (OPENER, Speaker, Transcript, Turn, add_turns, discuss, stance_alignment,
-                     stances_for)
+from model import WeightsError, load_model, method_name
+from discuss import (OPENER, Speaker, Transcript, Turn, add_turns, discuss, partner_mode,
+                     stance_alignment, stances_for)
 
 MODES = ("single", "self", "multi", "debate")
 STANCE_RULES = ("honest", "both", "support", "oppose")
@@ -139,15 +139,6 @@ def _rate(k, n):
 # The modes
 
 
-def partner_mode_for(tok, learned_remarks, stance="both"):
-    """How a model remarks as partner; the one place this is decided (saie.py asks it too).
-    honest: it only answers, any model can; prompted: a chat model is told its stance; trained:
-    it learned the remark format in warm-up (`learned_remarks`); reflect: neither, so no remark."""
-    if stance == "honest":
-        return "honest"
-    return "prompted" if tok.chat else "trained" if learned_remarks else "reflect"
-
-
 def honest_discussion(learner, partner, task, examples, rounds, seed=0):
     """The honest partner answers each question on its own, once; each remark then opens with
     "I agree." when that answer is the learner's latest one, else "I disagree.", followed by the
@@ -165,20 +156,20 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
     return trs
 
 
-class Remembering(Speaker):
-    """A greedy Speaker that reuses the turns it already generated for the same prompt (`memory`): a
-    discussion's first answer is the answer alone, so evaluating one model alone and in several
-    discussions generates it once. Only for the same weights and temperature 0."""
+class CachedSpeaker(Speaker):
+    """A greedy Speaker that reuses the turns it already generated for the same prompt (`cache`,
+    shared by the evaluations of one model): a discussion's first answer is the answer alone, so
+    evaluating a model alone and in several discussions generates it once."""
 
-    def __init__(self, *args, memory, **kw):
+    def __init__(self, *args, cache, **kw):
         super().__init__(*args, **kw)
-        self.memory = memory
+        self.cache = cache
 
     def generate(self, prompts, seed):
-        new = [p for p in dict.fromkeys(map(tuple, prompts)) if p not in self.memory]
+        new = [p for p in dict.fromkeys(map(tuple, prompts)) if p not in self.cache]
         if new:
-            self.memory.update(zip(new, super().generate([list(p) for p in new], seed)))
-        return [self.memory[tuple(p)] for p in prompts]
+            self.cache.update(zip(new, super().generate([list(p) for p in new], seed)))
+        return [self.cache[tuple(p)] for p in prompts]
 
 
 def debate(speaker, task, examples, agents, rounds, seed=0):
@@ -201,53 +192,33 @@ def debate(speaker, task, examples, agents, rounds, seed=0):
     return groups
 
 
-def evaluate(model, tok, task, examples, mode="single", partner=None, partner_tok=None, rounds=1,
-             stance="both", partner_mode=None, temperature=0.0, samples=1, agents=3,
-             max_new_tokens=256, batch_size=32, seed=0, log=None, partner_learned_remarks=True,
-             partner_temperature=None, memory=None):
+def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, samples=1,
+             agents=0, batch_size=32, seed=0, log=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, the discussion's dynamics.
 
-    mode: single | self | multi (partner= another model, partner_tok= its tokenizer) | debate.
-    stance: honest, or a forced stance (both | support | oppose); see the module's docstring.
-    partner_mode: overrides partner_mode_for(partner_tok, partner_learned_remarks, stance).
-    partner_temperature: the partner's sampling (HONEST_TEMPERATURE if honest, else temperature).
-    batch_size: sequences per generate call (questions x agents in debate, x samples in single).
-    memory: a dict shared by evaluations of this model (same weights) that reuses its greedy turns.
+    learner: the Speaker evaluated (its model, turn length and sampling). Alone when there is no
+    partner (samples > 1 with a sampling learner: a majority vote); in discussion with `partner`,
+    a Speaker in the partner's role (on the learner's own model: a self-discussion), for `rounds`
+    rounds, its stance `honest` or forced (both | support | oppose); in debate with `agents`
+    copies of the learner (Du et al.). batch_size: sequences per generate call.
     """
-    task = data.get_task(task) if isinstance(task, str) else task
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
-    if samples > 1 and (mode != "single" or temperature <= 0):
-        raise ValueError("samples > 1 needs mode single and temperature > 0")
+    mode = ("debate" if agents else "single" if partner is None else
+            "self" if partner.model is learner.model else "multi")
+    how = partner_mode(partner.tok, partner.remarks, stance) if partner else None
+    for wrong, why in ((stance not in STANCE_RULES, f"unknown stance {stance!r}"),
+                       (samples > 1 and (mode != "single" or learner.temperature <= 0),
+                        "samples > 1 needs a learner alone that samples (temperature > 0)"),
+                       (mode != "single" and rounds < 1, f"mode {mode} needs rounds >= 1"),
+                       (agents and (agents < 2 or partner), "a debate needs 2 agents or more, "
+                                                            "and no partner"),
+                       (how == "reflect" and mode == "multi", "the partner can neither follow "
+                        "instructions nor was trained to remark")):
+        if wrong:
+            raise ValueError(why)
     rounds = 0 if mode == "single" else rounds
-    if mode != "single" and rounds < 1:
-        raise ValueError(f"mode {mode} needs rounds >= 1")
-    if stance not in STANCE_RULES:
-        raise ValueError(f"unknown stance {stance!r}: expected one of {', '.join(STANCE_RULES)}")
-    learner = (Remembering(model, tok, max_new_tokens, memory=memory)
-               if memory is not None and temperature == 0
-               else Speaker(model, tok, max_new_tokens=max_new_tokens, temperature=temperature))
-    partner_speaker = None
-    if mode in ("self", "multi"):
-        if mode == "self":
-            partner, partner_tok = model, tok
-        elif partner is None:
-            raise ValueError("mode multi needs a partner model")
-        partner_tok = partner_tok or tok
-        partner_mode = (partner_mode
-                        or partner_mode_for(partner_tok, partner_learned_remarks, stance))
-        if partner_mode == "reflect" and mode == "multi":
-            raise ValueError("the partner can neither follow instructions nor was trained to remark")
-        if partner_temperature is None:
-            partner_temperature = HONEST_TEMPERATURE if partner_mode == "honest" else temperature
-        if partner_mode != "reflect":
-            partner_speaker = Speaker(partner, partner_tok, max_new_tokens=max_new_tokens,
-                                      temperature=partner_temperature)
-    else:
-        partner_mode = None
+    remarking = partner if how != "reflect" else None  # reflect: the learner answers again alone
     stances = (stances_for(len(examples), stance, random.Random(seed))
-               if partner_speaker and partner_mode != "honest" else [None] * len(examples))
-
+               if remarking and how != "honest" else [None] * len(examples))
     runs = samples if mode == "single" else agents if mode == "debate" else 1
     step = max(1, batch_size // runs)
     groups = []
@@ -255,23 +226,24 @@ def evaluate(model, tok, task, examples, mode="single", partner=None, partner_to
         chunk, chunk_seed = examples[lo:lo + step], seed + 1000 * c
         if mode == "debate":
             groups += debate(learner, task, chunk, agents, rounds, seed=chunk_seed)
-        elif partner_mode == "honest":
-            trs = honest_discussion(learner, partner_speaker, task, chunk, rounds, seed=chunk_seed)
+        elif how == "honest":
+            trs = honest_discussion(learner, partner, task, chunk, rounds, seed=chunk_seed)
             groups += [[tr] for tr in trs]
         else:
-            trs = discuss(learner, partner_speaker, task, [ex for ex in chunk for _ in range(runs)],
+            trs = discuss(learner, remarking, task, [ex for ex in chunk for _ in range(runs)],
                           [s for s in stances[lo:lo + step] for _ in range(runs)], rounds,
                           final_answer=True, seed=chunk_seed)
             groups += [trs[i:i + runs] for i in range(0, len(trs), runs)]
         if log:
             log(f"{mode}: {lo + len(chunk)}/{len(examples)} questions")
     config = dict(task=task.name, mode=mode, rounds=rounds,
-                  stance=stance if partner_speaker else None, partner_mode=partner_mode,
-                  temperature=temperature, samples=samples, agents=agents if mode == "debate" else None,
-                  max_new_tokens=max_new_tokens, seed=seed,
-                  partner_temperature=partner_temperature if partner_speaker else None)
+                  stance=stance if remarking else None, partner_mode=how,
+                  temperature=learner.temperature, samples=samples,
+                  agents=agents if mode == "debate" else None,
+                  max_new_tokens=learner.max_new_tokens, seed=seed,
+                  partner_temperature=remarking.temperature if remarking else None)
     res = score(task, examples, groups, config)
-    if mode == "debate" and not tok.chat:
+    if mode == "debate" and not learner.tok.chat:
         res["caveats"].append("debate: this model was never shown the debate format (only chat "
                               "models are asked in words), so the figure measures the format, not "
                               "a finding")
@@ -403,13 +375,15 @@ def cells(r):
             *(pct(g.get(k)) for k in ("rouge1", "rouge2", "rougeL"))]
 
 
-def _markdown(rows):
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+def markdown(header, rows):
+    """A markdown table (every table this project prints goes through here)."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
 def compare_table(results_list):
     """A markdown table across several results."""
-    return _markdown([COLUMNS, ["---"] * len(COLUMNS)] + [cells(r) for r in results_list])
+    return markdown(COLUMNS, [cells(r) for r in results_list])
 
 
 PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
@@ -592,20 +566,6 @@ def write_report(results_list, path, pairs=None, curves=None):
 # Command line
 
 
-def load_model(name_or_path, device):
-    """(model, tokenizer, learned_remarks): whether the checkpoint learned the remark format in
-    warm-up (its `remarks` field)."""
-    learned_remarks = (Path(name_or_path).is_file()
-                       and bool(load_checkpoint(name_or_path).get("remarks", False)))
-    model = GPT.from_pretrained(name_or_path, device=device).eval()
-    return model, data.get_tokenizer(model.tokenizer_spec), learned_remarks
-
-
-def method_name(path):
-    p = Path(path)
-    return p.parent.name if p.name == "ckpt.pt" else p.stem if p.suffix == ".pt" else str(path)
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a model alone, in discussion, or in debate.")
     which = p.add_mutually_exclusive_group()
@@ -677,8 +637,8 @@ def main(argv=None):
         print(compare_table(results))
         pairs = same_questions(results)
         if pairs:
-            rows = [PAIRED_COLUMNS, ["---"] * len(PAIRED_COLUMNS)] + paired_rows(pairs)
-            print("\npaired, on the same questions:\n" + _markdown(rows))
+            print("\npaired, on the same questions:\n"
+                  + markdown(PAIRED_COLUMNS, paired_rows(pairs)))
         for note in caveats(results):
             print(f"note: {note}")
         if args.out:
@@ -688,25 +648,28 @@ def main(argv=None):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     task, name = data.get_task(args.task), args.ckpt or args.model
     split = args.split or task.splits[-1]
-    partner = partner_tok = None
     try:
         examples = task.load(split, args.data_dir)[:args.limit]
-        model, tok, partner_learned_remarks = load_model(name, device)  # mode self: its own copy
+        model, tok, remarks = load_model(name, device)  # mode self: its own copy
         if args.mode == "multi":
-            partner, partner_tok, partner_learned_remarks = load_model(args.partner, device)
+            model_p, tok_p, remarks_p = load_model(args.partner, device)
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
-    if (args.mode == "multi"
-            and partner_mode_for(partner_tok, partner_learned_remarks, args.stance) == "reflect"):
-        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions nor "
-                         f"was trained to remark (no 'remarks' in its checkpoint); --stance honest "
-                         f"needs neither")
-    results = evaluate(model, tok, task, examples, mode=args.mode, partner=partner,
-                       partner_tok=partner_tok, rounds=args.rounds, stance=args.stance,
-                       partner_learned_remarks=partner_learned_remarks,
-                       partner_temperature=args.partner_temperature,
-                       temperature=args.temperature, samples=args.samples, agents=args.agents,
-                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+    learner = Speaker(model, tok, args.max_new_tokens, args.temperature)
+    partner = None
+    if args.mode in ("self", "multi"):
+        heat = args.partner_temperature
+        if heat is None:
+            heat = HONEST_TEMPERATURE if args.stance == "honest" else args.temperature
+        partner = (Speaker(model_p, tok_p, args.max_new_tokens, heat, remarks=remarks_p)
+                   if args.mode == "multi" else
+                   Speaker(model, tok, args.max_new_tokens, heat, remarks=remarks))
+        if args.mode == "multi" and partner_mode(tok_p, remarks_p, args.stance) == "reflect":
+            raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow "
+                             f"instructions nor was trained to remark (no 'remarks' in its "
+                             f"checkpoint); --stance honest needs neither")
+    results = evaluate(learner, task, examples, partner, args.stance, args.rounds, args.samples,
+                       args.agents if args.mode == "debate" else 0, args.batch_size, args.seed,
                        log=print)
     results["method"] = method_name(name)
     results["config"].update(model=name, partner=args.partner, split=split, limit=args.limit)

@@ -53,7 +53,7 @@ class GPTConfig:
                                       else 64 * math.ceil(8 * self.n_embd / 3 / 64))
 
 
-class WeightsError(ValueError):
+class WeightsError(data.DataError):
     """Any problem with a weights file. The message is one line and names the file."""
 
 
@@ -770,3 +770,21 @@ def _onednn_forward(self, x):
     if torch.compiler.is_compiling():  # torch.compile picks its own kernels
         return F.linear(x, self.weight, self.bias)
     return ONEDNN_LINEAR(x, self.weight, self.bias)
+
+
+# -----------------------------------------------------------------------------
+# A model to use: weights, tokenizer, and whether it learned the partner's remark role.
+
+def load_model(name_or_path, device):
+    """(model, tokenizer, remarks): remarks is whether our checkpoint learned the remark format in
+    warm-up (its `remarks` field); other weights never did."""
+    remarks = (Path(name_or_path).is_file()
+               and bool(load_checkpoint(name_or_path).get("remarks", False)))
+    model = GPT.from_pretrained(name_or_path, device=device).eval()
+    return model, data.get_tokenizer(model.tokenizer_spec), remarks
+
+
+def method_name(path):
+    """A checkpoint's short name: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for arith-warmup.pt."""
+    p = Path(path)
+    return p.parent.name if p.name == "ckpt.pt" else p.stem if p.suffix == ".pt" else str(path)

@@ -26,7 +26,6 @@ Several GPUs (each rank discusses its own shard of every batch):
 
 import argparse
 import copy
-import errno
 import itertools
 import json
 import math
@@ -38,14 +37,20 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-# Between two ops an idle OpenMP thread spins a while (OpenMP's default) or sleeps at once
-# (PASSIVE). On an idle machine spinning is faster: a decode step is many short parallel ops, and the
-# default run takes about a fifth less time. On a busy one a spinning thread holds the core its
-# partner waits for (a SAIE step 1.5-3.4x slower beside one or two busy processes). So threads sleep
-# unless the machine is idle as the run starts (read when torch loads; a policy you set stands).
-# Same threads, same work per thread: the same numbers either way.
-if not hasattr(os, "getloadavg") or os.getloadavg()[0] >= 0.5:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def choose_wait_policy():
+    """Between two ops an idle OpenMP thread spins a while (OpenMP's default) or sleeps at once
+    (PASSIVE). On an idle machine spinning is faster: a decode step is many short parallel ops, and
+    the default run takes about a fifth less time. On a busy one a spinning thread holds the core
+    its partner waits for (a SAIE step 1.5-3.4x slower beside one or two busy processes). So threads
+    sleep unless the machine is idle as the run starts; a policy you set stands. Same threads, same
+    work per thread: the same numbers either way."""
+    if not hasattr(os, "getloadavg") or os.getloadavg()[0] >= 0.5:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+if __name__ == "__main__":  # the command only, and before torch loads (it reads the policy then)
+    choose_wait_policy()
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
@@ -248,12 +253,12 @@ def question_batches(examples, args, rank, world, start, seed=None):
         yield i, [examples[j] for j in idx]
 
 
-def sft_batches(tok, task, examples, args, rank, world, start, learn_remarks, seed=None):
+def sft_batches(tok, task, examples, args, rank, world, start, remarks, seed=None):
     """Plain fine-tuning: question -> gold. In warm-up a base partner also learns to remark."""
     seed = args.seed if seed is None else seed
     for i, exs in question_batches(examples, args, rank, world, start, seed):
         seqs = [discuss.answer_sequence(tok, task, ex) for ex in exs]
-        if learn_remarks:  # half as many remark rows as answers: that role needs less practice
+        if remarks:  # half as many remark rows as answers: that role needs less practice
             seqs += discuss.remark_sequences(tok, task, exs[: len(exs) // 2],
                                              random.Random(f"{seed}-remark-{i}"))
         yield seqs, [1.0] * len(seqs), {}
@@ -304,11 +309,11 @@ def hash_seed(*parts):
 # linear ramp-up then cosine LR, gradient accumulation, clipping, bf16 autocast.
 
 def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext(), ddp=None,
-               last=True):
+               last=True, scaler=None):
     """Forward and backward one micro-batch; return its loss and the tokens processed. Rows go in
     length groups (data.length_groups), each loss scaled by its share of the supervised weight: the
     gradient is that of the weighted mean over the whole micro-batch. Under DDP, gradients sync on
-    the step's last backward."""
+    the step's last backward. A float16 scaler scales each loss before its backward."""
     # what each row adds to the mean's denominator
     row_weight = (weights[:, None] * (targets != -100)).sum(1)
     total_weight = row_weight.sum().clamp(min=1e-8)
@@ -321,7 +326,7 @@ def micro_step(fwd, idx, targets, weights, device, accum=1, autocast=nullcontext
         with autocast:
             _, loss = fwd(x, y, w)
         loss = loss * (row_weight[rows].sum() / total_weight).item()
-        (loss / accum).backward()
+        (loss / accum if scaler is None else scaler.scale(loss / accum)).backward()
         loss_sum, tokens = loss_sum + loss.item(), tokens + x.numel()
     return loss_sum, tokens
 
@@ -357,11 +362,15 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr[phase]
     opt = make_optimizer(model, args, lr, args.device)
+    # float16 gradients underflow: scale the loss up, unscale before clipping (nanoGPT does the same)
+    scaler = torch.amp.GradScaler(args.device.split(":")[0], enabled=args.dtype == "float16")
     start = 0
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         start = ck["step"]
         log(rank, f"{phase}: resuming at step {start}/{steps} from {ckpt_path}")
     best = Best(out, phase) if args.select_best and phase != "warmup" and rank == 0 else None
@@ -397,13 +406,15 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
             for i, (idx, targets, weights, w) in enumerate(micro):
                 accum = step_weight / w if w else 1.0  # micro_step divides the loss by it; 1 alone
                 loss, n = micro_step(fwd, idx, targets, weights, args.device, accum, autocast,
-                                     net if world > 1 else None, last=i == args.grad_accum - 1)
+                                     net if world > 1 else None, i == args.grad_accum - 1, scaler)
                 total, tokens = total + loss / accum, tokens + n * world
             if not math.isfinite(total):
                 raise SystemExit(f"{phase}: loss is {total} at step {step}; stopping. "
                                  f"The last good checkpoint is {ckpt_path}. Try a lower --lr.")
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            opt.step()
+            scaler.step(opt)  # skipped, and the scale lowered, when a gradient overflowed
+            scaler.update()
             opt.zero_grad(set_to_none=True)
             done = step + 1
             point = {}
@@ -426,7 +437,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                           f" | eta {eta:.0f}s")
             if rank == 0 and (done % args.ckpt_every == 0 or done == steps or interrupted):
                 save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=done,
-                                args=vars(args), **extra)
+                                scaler=scaler.state_dict(), args=vars(args), **extra)
             if interrupted:
                 log(rank, f"{phase}: interrupted; checkpoint written at step {done}. "
                           f"Continue with --resume.")
@@ -485,13 +496,13 @@ def validation_curve(tok, task, examples, args, seen=()):
     self-discussion (one evaluation: the learner's first, greedy answer is its answer alone), and
     alone on `seen`, training questions (the data-limited regime: how far it memorises)."""
     def point(model):
-        r = evaluation.evaluate(model, tok, task, examples, mode="self", stance="honest",
-                                rounds=args.eval_rounds, max_new_tokens=args.max_turn_tokens,
+        learner = discuss.Speaker(model, tok, args.max_turn_tokens)
+        itself = discuss.Speaker(model, tok, args.max_turn_tokens, evaluation.HONEST_TEMPERATURE)
+        r = evaluation.evaluate(learner, task, examples, itself, "honest", args.eval_rounds,
                                 seed=args.seed)
         p = {"val_alone": r["per_round"][0]["accuracy"], "val_honest": r["accuracy"]}
         if seen:
-            p["train_alone"] = evaluation.evaluate(model, tok, task, seen, seed=args.seed,
-                                                   max_new_tokens=args.max_turn_tokens)["accuracy"]
+            p["train_alone"] = evaluation.evaluate(learner, task, seen, seed=args.seed)["accuracy"]
         return p
     return point
 
@@ -501,12 +512,12 @@ def warm_up(model, tok, task, examples, args, rank, world, curve=None):
     that the learner answers in the task's format before it discusses. A model that cannot be told
     its stance (no chat template) also learns the partner's remark role here. Returns the model
     and whether it learned that role (stored as `remarks` in its checkpoints)."""
-    learned_remarks = evaluation.partner_mode_for(tok, learned_remarks=False) == "reflect"
-    batches = lambda s: sft_batches(tok, task, examples, args, rank, world, s, learned_remarks,
+    remarks = not tok.chat
+    batches = lambda s: sft_batches(tok, task, examples, args, rank, world, s, remarks,
                                     args.warmup_seed)
     model = train("warmup", model, batches, args.warmup_steps, tok, args, rank, world,
-                  {"remarks": learned_remarks}, curve)
-    return model, learned_remarks
+                  {"remarks": remarks}, curve)
+    return model, remarks
 
 
 def main(argv=None):
@@ -544,13 +555,13 @@ def main(argv=None):
     log(rank, f"{args.task}: {len(warm_set)} warm-up / {len(main_set)} main questions; evaluation "
               f"on {len(eval_set)} {args.eval_split} questions; learner "
               f"{model.num_params() / 1e6:.2f}M parameters on {args.device} x{world}")
-    model, learned_remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
+    model, remarks = warm_up(model, tok, task, warm_set, args, rank, world, curve)
     warm_state = copy.deepcopy(model.state_dict())
     if args.method == "warmup":
         if rank == 0:  # weights only (no optimizer state): small enough to ship
-            save_checkpoint(out / "warmup" / "model.pt", model, remarks=learned_remarks,
+            save_checkpoint(out / "warmup" / "model.pt", model, remarks=remarks,
                             step=args.warmup_steps)
-            report(args, model, tok, task, eval_set, {"warmup": warm_state}, learned_remarks,
+            report(args, model, tok, task, eval_set, {"warmup": warm_state}, remarks,
                    warm_state)
         return
 
@@ -568,7 +579,7 @@ def main(argv=None):
     trained = {"warmup": warm_state} if args.eval_warmup else {}  # where both methods started
     for method in methods:
         model.load_state_dict(warm_state)  # every method starts from the same warm-up
-        extra = {"remarks": learned_remarks, "method": method}
+        extra = {"remarks": remarks, "method": method}
         if method == "sft":
             make = lambda s: sft_batches(tok, task, main_set, args, rank, world, s, False)
         elif method == "scripted":
@@ -585,14 +596,14 @@ def main(argv=None):
         trained[method] = copy.deepcopy(model.state_dict())
 
     if rank == 0:
-        report(args, model, tok, task, eval_set, trained, learned_remarks, warm_state)
+        report(args, model, tok, task, eval_set, trained, remarks, warm_state)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def fixed_partner(args, model, warm_state, learned_remarks):
-    """The partner of the fixed-partner discussions: --eval-partner, or a copy of the warm-up."""
+def fixed_partner(args, model, warm_state, remarks):
+    """(model, tokenizer, remarks) of the fixed partner: --eval-partner, or a copy of the warm-up."""
     if args.eval_partner:
         try:
             return evaluation.load_model(args.eval_partner, args.device)
@@ -600,43 +611,42 @@ def fixed_partner(args, model, warm_state, learned_remarks):
             raise SystemExit(f"saie.py: error: --eval-partner: {e}") from None
     partner = copy.deepcopy(model)
     partner.load_state_dict(warm_state)
-    return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), learned_remarks
+    return partner.eval(), data.get_tokenizer(partner.tokenizer_spec), remarks
 
 
-def report(args, model, tok, task, examples, trained, learned_remarks, warm_state):
+def report(args, model, tok, task, examples, trained, remarks, warm_state):
     """Evaluate each trained learner alone and in the --discussions, on the same questions; compare
     the learners pairwise (McNemar); print a table, write results.json and report.html."""
     out, results = Path(args.out), []
-    itself = (None, None, learned_remarks)  # mode self: the learner's own copy
-    fixed = fixed_partner(args, model, warm_state, learned_remarks) if any(
+    fixed = fixed_partner(args, model, warm_state, remarks) if any(
         DISCUSSIONS[d][0] == "fixed" for d in args.discussions) else None
     for method, state in trained.items():
         model.load_state_dict(state)
-        memory = {}  # the learner's answer alone opens every discussion: generated once
-        runs = {"alone": dict(mode="single")}
+        # The learner's answer alone opens every discussion: generated once, then reused.
+        learner = evaluation.CachedSpeaker(model, tok, args.max_turn_tokens, cache={})
+        runs = {"alone": (None, "honest")}
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
-            partner, partner_tok, partner_learned_remarks = fixed if who == "fixed" else itself
-            runs[name] = dict(mode="multi" if who == "fixed" else "self", stance=stance,
-                              rounds=args.eval_rounds, partner=partner, partner_tok=partner_tok,
-                              partner_learned_remarks=partner_learned_remarks)
-        for name, kw in runs.items():
+            m, t, r = fixed if who == "fixed" else (model, tok, remarks)
+            heat = evaluation.HONEST_TEMPERATURE if stance == "honest" else 0.0
+            runs[name] = (discuss.Speaker(m, t, args.max_turn_tokens, heat, remarks=r), stance)
+        for name, (partner, stance) in runs.items():
             t0 = time.time()
-            r = evaluation.evaluate(model, tok, task, examples, max_new_tokens=args.max_turn_tokens,
-                                    seed=args.seed, memory=memory, **kw)
+            r = evaluation.evaluate(learner, task, examples, partner, stance, args.eval_rounds,
+                                    seed=args.seed)
             r.update(method=method, discussion=name)
             print(f"eval {method} {name}: {len(examples)}/{len(examples)} questions | accuracy "
                   f"{r['accuracy']:.1%} | {time.time() - t0:.0f}s", flush=True)
-            fixed_by = (args.eval_partner or "warm-up") if kw.get("partner") is not None else None
+            fixed_by = (args.eval_partner or "warm-up") if r["mode"] == "multi" else None
             r["config"].update(split=args.eval_split, partner=fixed_by)
             evaluation.save(r, out / "eval" / f"{method}-{name}")
             results.append(r)
     find = {(r["method"], r["discussion"]): r for r in results}
     shown = ["alone"] + [d for d in ("honest", "fixed") if d in args.discussions]
-    partner_name = args.eval_partner or "the warm-up"
     heads = {"alone": "alone (95% CI)",
              "honest": "honest self-discussion: alone → after (kept, fixed)",
-             "fixed": f"fixed partner, {partner_name}: alone → after (kept, fixed)"}
+             "fixed": f"fixed partner, {args.eval_partner or 'the warm-up'}: alone → after "
+                      f"(kept, fixed)"}
 
     def cell(r):
         pct = evaluation.pct
@@ -645,10 +655,8 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
         return (f"{pct(r['per_round'][0]['accuracy'])} → {pct(r['accuracy'])} "
                 f"({pct(r['kept'])}, {pct(r['fixed'])})")
     print(f"\n{len(examples)} {args.eval_split} questions, greedy; {args.eval_rounds} round(s)")
-    print("| method | " + " | ".join(heads[d] for d in shown) + " |")
-    print("|---" * (len(shown) + 1) + "|")
-    for method in trained:
-        print(f"| {method} | " + " | ".join(cell(find[method, d]) for d in shown) + " |")
+    print(evaluation.markdown(["method", *(heads[d] for d in shown)],
+                              [[m, *(cell(find[m, d]) for d in shown)] for m in trained]))
 
     # Paired: each later learner against each earlier one, in every evaluation, same questions.
     names = ["alone", *args.discussions]
@@ -657,12 +665,10 @@ def report(args, model, tok, task, examples, trained, learned_remarks, warm_stat
                    **evaluation.paired(a, b)) for a, b in pairs]
     if len(trained) > 1:
         print("\npaired on the same questions: A − B in points (McNemar's exact p)")
-        print("| A − B | " + " | ".join(names) + " |")
-        print("|---" * (len(names) + 1) + "|")
-        for a, b in itertools.combinations(trained, 2):
-            cells = [f"{100 * p['diff']:+.1f} (p {evaluation.p_value(p['p'])})"
-                     for p in paired if (p["a"], p["b"]) == (b, a)]  # in the order of names
-            print(f"| {b} − {a} | " + " | ".join(cells) + " |")
+        print(evaluation.markdown(["A − B", *names], [
+            [f"{b} − {a}", *(f"{100 * p['diff']:+.1f} (p {evaluation.p_value(p['p'])})"
+                             for p in paired if (p["a"], p["b"]) == (b, a))]  # names' order
+            for a, b in itertools.combinations(trained, 2)]))
     for note in evaluation.caveats(results):
         print(f"note: {note}")
     best = {m: json.loads((out / m / "best.json").read_text()) for m in trained
@@ -690,40 +696,5 @@ def learning_curves(out, phases):
     return curves
 
 
-# -----------------------------------------------------------------------------
-# Entry point: an error raised on purpose (bad data or weights, a failed download, out of memory,
-# a folder that cannot be written) is one line for the user; anything else is a bug and keeps its
-# traceback. Whatever was written before it (checkpoints, transcripts, metrics) stays as it was.
-
-NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
-
-
-def cli(main, prog=None):
-    """Run main() as a command: deliberate errors become `prog: error: ...` on stderr and exit 1."""
-    prog = prog or Path(sys.argv[0]).name
-    try:
-        main()
-    except SystemExit as e:  # sys.exit("message") from deeper down gets the prefix too
-        if isinstance(e.code, str) and ": error: " not in e.code:
-            sys.exit(f"{prog}: error: {e.code}")
-        raise
-    except (data.DataError, WeightsError) as e:
-        sys.exit(f"{prog}: error: {e}")
-    except torch.OutOfMemoryError as e:
-        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
-        what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
-        sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
-                 "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
-                 "and --resume continues from them")
-    except OSError as e:
-        if e.errno not in NOT_WRITABLE:
-            raise
-        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename
-                 else f"{prog}: error: {e}")
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
-
-
 if __name__ == "__main__":
-    cli(main)
+    data.cli(main)

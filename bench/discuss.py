@@ -33,7 +33,8 @@ import torch
 import data
 import discuss
 from model import GPT, GPTConfig
-from saie import cli, micro_step
+from data import cli
+from saie import micro_step
 
 from common import machine_name, our_config  # noqa: E402
 

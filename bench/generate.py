@@ -17,7 +17,7 @@ import time
 import torch
 
 from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, ours_from, timed
-from saie import cli
+from data import cli
 
 
 def main():

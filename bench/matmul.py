@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from common import machine_name
 from model import ONEDNN_LINEAR
-from saie import cli
+from data import cli
 
 SHAPES = {"c_attn": (2304, 768), "attn.c_proj": (768, 768), "c_fc": (3072, 768), "mlp.c_proj": (768, 3072),
           "lm_head": (50257, 768)}

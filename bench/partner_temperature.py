@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data
 import discuss
 from model import GPT
-from saie import cli
+from data import cli
 
 
 def main():

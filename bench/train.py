@@ -23,7 +23,7 @@ from contextlib import nullcontext
 import torch
 
 from common import SHAPES, hf_model, machine_name, matmul_params, measure_machine, our_model, sync
-from saie import cli
+from data import cli
 
 DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 

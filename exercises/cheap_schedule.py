@@ -11,7 +11,7 @@ and compare with the README's SFT and SAIE rows (or your own `python saie.py`).
 import sys
 
 from exercises import harness
-from saie import cli
+from data import cli
 
 
 def cheap_batches(learner, partner, tok, task, examples, args, rank, world, start, transcripts_path, every):

@@ -63,4 +63,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    saie.cli(main, "exercises.ema_partner")
+    saie.data.cli(main, "exercises.ema_partner")

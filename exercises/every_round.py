@@ -12,7 +12,7 @@ compare accuracy by round with the default:
 import sys
 
 from exercises import harness
-from saie import cli
+from data import cli
 
 
 def round_sequences(tok, tr, target):

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import model as M
-from saie import cli
+from data import cli
 
 
 def min_p_filter(logits, min_p):

@@ -40,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    saie.cli(main, "exercises.own_turns")
+    saie.data.cli(main, "exercises.own_turns")

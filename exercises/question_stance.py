@@ -68,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    saie.cli(main, "exercises.question_stance")
+    saie.data.cli(main, "exercises.question_stance")

@@ -14,7 +14,7 @@ import time
 import torch
 
 from model import GPT
-from saie import cli
+from data import cli
 
 
 def load_qwen2(path, dtype=torch.float32):

@@ -128,7 +128,7 @@ def test_out_of_memory_is_advice_and_keeps_what_was_written(tmp_path):
             "    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 ...')\n"
             "    yield\n"
             "saie.saie_batches = oom\n"
-            "saie.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
+            "saie.data.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
     rc, _, err = command("-c", code, *TINY, "--out", tmp_path)
     line = one_error_line(rc, err)
     assert "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in line and "--batch-size" in line
@@ -142,7 +142,7 @@ def test_out_of_memory_is_advice_and_keeps_what_was_written(tmp_path):
 def test_a_bug_keeps_its_traceback(tmp_path, tiny_gsm8k):
     code = ("import sys, saie\n"
             "saie.build_model = lambda args: 1 / 0\n"
-            "saie.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
+            "saie.data.cli(lambda: saie.main(sys.argv[1:]), 'saie.py')\n")
     rc, _, err = command("-c", code, *tiny_gsm8k, "--out", tmp_path / "out")
     assert rc == 1 and "Traceback" in err and err.strip().endswith("ZeroDivisionError: division by zero")
 

@@ -74,6 +74,11 @@ class Scripted:
         return [self.tok.encode(self.fn(t, row)) for row, t in enumerate(texts)]
 
 
+def S(model, temperature=0.0, remarks=True):
+    """A Speaker of a scripted model (remarks: it plays the partner in the trained mode)."""
+    return ev.Speaker(model, model.tok, 256, temperature, remarks=remarks)
+
+
 class ToyTask:
     name = "toy"
 
@@ -111,7 +116,7 @@ EXAMPLES = [ex(0, "1", "one step"), ex(1, "2", "two steps")]
 
 def test_single_scores_parsed_answers_and_rouge():
     model = Scripted(lambda p, r: "one step\n#### 1" if "question 0" in p else "no idea")
-    res = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="single")
+    res = ev.evaluate(S(model), ToyTask(), EXAMPLES)
     assert (res["n"], res["correct"], res["accuracy"], res["unparsed"]) == (2, 1, 0.5, 0.5)
     assert [p["correct"] for p in res["predictions"]] == [[True], [False]]
     # ROUGE of the rationale: q0 identical, q1 "no idea" vs "two steps" shares nothing
@@ -122,17 +127,17 @@ def test_single_scores_parsed_answers_and_rouge():
 def test_single_majority_vote_over_samples():
     votes = ["#### 5", "#### 1", "#### 1"]
     model = Scripted(lambda p, r: votes[r % 3])
-    res = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES[:1], mode="single", samples=3, temperature=0.7)
+    res = ev.evaluate(S(model, 0.7), ToyTask(), EXAMPLES[:1], samples=3)
     assert res["predictions"][0]["answers"] == ["1"] and res["accuracy"] == 1.0
     assert len(res["predictions"][0]["transcripts"]) == 3
     with pytest.raises(ValueError):
-        ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="single", samples=3)
+        ev.evaluate(S(model), ToyTask(), EXAMPLES, samples=3)  # a greedy learner cannot vote
 
 
 @pytest.mark.parametrize("stance", ["oppose", "support"])
 def test_self_discussion_dynamics(stance):
     model = Scripted(discussing)
-    res = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="self", rounds=1, stance=stance)
+    res = ev.evaluate(S(model), ToyTask(), EXAMPLES, S(model), stance)
     assert res["partner_mode"] == "trained" and res["config"]["stance"] == stance
     assert [p["accuracy"] for p in res["per_round"]] == [0.5, 0.5]
     turns = res["predictions"][1]["transcripts"][0]["turns"]
@@ -149,19 +154,18 @@ def test_self_discussion_dynamics(stance):
 
 def test_self_reflection_without_remarks_and_multi_partner():
     model = Scripted(discussing)
-    res = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="self", rounds=2, partner_mode="reflect")
+    res = ev.evaluate(S(model), ToyTask(), EXAMPLES, S(model, remarks=False), "both", rounds=2)
     turns = res["predictions"][0]["transcripts"][0]["turns"]
     assert [t["speaker"] for t in turns] == ["learner"] * 3 and len(res["per_round"]) == 3
     assert "alignment" not in res and res["config"]["stance"] is None
     # multi: the learner never changes its mind; the partner is another model (always opposes with 2)
     learner = Scripted(lambda p, r: "one step\n#### 1" if "question 0" in p else "bad\n#### 9")
     partner = Scripted(lambda p, r: "#### 2")
-    res = ev.evaluate(learner, learner.tok, ToyTask(), EXAMPLES, mode="multi", partner=partner,
-                      stance="oppose", rounds=1)
+    res = ev.evaluate(S(learner), ToyTask(), EXAMPLES, S(partner), "oppose")
     assert partner.prompts and res["copy_rate"] == 0.0 and res["copy_rate_partner_right"] == 0.0
     assert res["alignment_by_stance"] == {"oppose": 1.0}   # both remarks (2) differ from 1 and 9
-    with pytest.raises(ValueError):
-        ev.evaluate(learner, learner.tok, ToyTask(), EXAMPLES, mode="multi")
+    with pytest.raises(ValueError):  # another model that cannot remark
+        ev.evaluate(S(learner), ToyTask(), EXAMPLES, S(partner, remarks=False), "oppose")
 
 
 def test_debate_shows_each_agent_the_others_and_votes():
@@ -170,8 +174,7 @@ def test_debate_shows_each_agent_the_others_and_votes():
             return [f"A{row % 3}\n#### 1", f"A{row % 3}\n#### 2", f"A{row % 3}\n#### 2"][row % 3]
         return "convinced\n#### 1"
     model = Scripted(agent)
-    res = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES[:1], mode="debate", agents=3, rounds=1,
-                      temperature=0.7)
+    res = ev.evaluate(S(model, 0.7), ToyTask(), EXAMPLES[:1], agents=3)
     assert [p["accuracy"] for p in res["per_round"]] == [0.0, 1.0] and res["fixed"] == 1.0
     assert res["predictions"][0]["answers"] == ["2", "1"]
     second = model.prompts[1]
@@ -208,7 +211,8 @@ def results_list():
     out = []
     for method in ("sft", "saie"):
         for mode in ("single", "self"):
-            r = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode=mode, stance="oppose")
+            partner = (S(model), "oppose") if mode == "self" else ()
+            r = ev.evaluate(S(model), ToyTask(), EXAMPLES, *partner)
             r["method"] = method
             out.append(r)
     return out
@@ -338,7 +342,8 @@ def distinct_results():
     for method, k, copies in (("warmup", 1, True), ("sft", 2, False), ("saie", 3, True)):
         model = Scripted(learner(k, copies))
         for mode in ("single", "self"):
-            r = ev.evaluate(model, model.tok, ToyTask(), exs, mode=mode, stance="oppose")
+            partner = (S(model), "oppose") if mode == "self" else ()
+            r = ev.evaluate(S(model), ToyTask(), exs, *partner)
             r["method"] = method
             out.append(json.loads(json.dumps({k: v for k, v in r.items() if k != "predictions"})) |
                        {"predictions": r["predictions"]})
@@ -457,13 +462,13 @@ def tiny(tmp_path_factory):
     return SimpleNamespace(tok=tok, task=task, models=models, paths=paths, examples=task.load("test")[:4])
 
 
-@pytest.mark.parametrize("mode,kw", [("single", {}), ("single", dict(samples=2, temperature=0.8)),
-                                     ("self", dict(rounds=2)), ("multi", {}), ("debate", dict(agents=2))])
-def test_every_mode_on_a_tiny_model_is_deterministic(tiny, mode, kw):
-    if mode == "multi":
-        kw = dict(partner=tiny.models[1], partner_tok=tiny.tok)
-    runs = [ev.evaluate(tiny.models[0], tiny.tok, tiny.task, tiny.examples, mode=mode, max_new_tokens=12,
-                        batch_size=3, **kw) for _ in range(2)]
+@pytest.mark.parametrize("mode", ["single", "samples", "self", "multi", "debate"])
+def test_every_mode_on_a_tiny_model_is_deterministic(tiny, mode):
+    learner = ev.Speaker(tiny.models[0], tiny.tok, 12, 0.8 if mode == "samples" else 0.0)
+    partner = lambda i: ev.Speaker(tiny.models[i], tiny.tok, 12, remarks=True)
+    kw = {"samples": dict(samples=2), "self": dict(partner=partner(0), stance="both", rounds=2),
+          "multi": dict(partner=partner(1), stance="both"), "debate": dict(agents=2)}.get(mode, {})
+    runs = [ev.evaluate(learner, tiny.task, tiny.examples, batch_size=3, **kw) for _ in range(2)]
     assert runs[0]["predictions"] == runs[1]["predictions"]
     r = runs[0]
     assert r["n"] == 4 and len(r["per_round"]) == r["rounds"] + 1

@@ -150,9 +150,9 @@ def test_what_the_optimizer_gets_and_where_each_arm_starts(tmp_path, monkeypatch
                              1.0 if weights is None else weights[r].item()))
         return forward(self, idx, targets, weights)
 
-    def spy_evaluate(model, *a, **k):
-        r = evaluate(model, *a, **k)
-        evaluated.append((r, snapshot(model)))  # r["method"] is set by the caller afterwards
+    def spy_evaluate(learner, *a, **k):
+        r = evaluate(learner, *a, **k)
+        evaluated.append((r, snapshot(learner.model)))  # r["method"] is set by the caller afterwards
         return r
 
     monkeypatch.setattr(saie, "train", spy_train)
@@ -226,8 +226,8 @@ def _drive(entry, tok, exs, rounds):
         args = SimpleNamespace(batch_size=len(exs), seed=3, stance="both", rounds=rounds, plain_weight=1.0)
         next(saie.saie_batches(learner, partner, tok, TASK, exs, args, 0, 1, 0, None))
         return [learner_model, partner_model], 2 * rounds
-    ev.evaluate(learner_model, tok, TASK, exs, mode="multi", partner=partner_model, partner_tok=tok,
-                rounds=rounds, max_new_tokens=12)
+    ev.evaluate(discuss.Speaker(learner_model, tok, 12), TASK, exs,
+                discuss.Speaker(partner_model, tok, 12, remarks=True), "both", rounds)
     return [learner_model, partner_model], 2 * rounds + 1
 
 

@@ -10,7 +10,7 @@ import data
 import eval as ev
 import saie
 from tests.test_data import n_ops
-from tests.test_eval import EXAMPLES, Scripted, ToyTask, last_answer
+from tests.test_eval import EXAMPLES, S, Scripted, ToyTask, last_answer
 
 
 def steps(ex):
@@ -77,8 +77,7 @@ def partner_script(prompt, row):
 
 def test_the_honest_partner_opens_with_the_comparison_of_its_own_answer():
     learner, partner = Scripted(learner_script), Scripted(partner_script)
-    res = ev.evaluate(learner, learner.tok, ToyTask(), EXAMPLES, mode="multi", partner=partner,
-                      partner_tok=partner.tok, stance="honest", partner_learned_remarks=False)
+    res = ev.evaluate(S(learner), ToyTask(), EXAMPLES, S(partner, remarks=False), "honest")
     assert res["partner_mode"] == "honest" and res["config"]["stance"] == "honest"
     agree, disagree = (p["transcripts"][0]["turns"] for p in res["predictions"])
     # q0: the partner's own answer is the learner's: "I agree." and its derivation reaches that answer.
@@ -96,10 +95,10 @@ def test_the_honest_partner_opens_with_the_comparison_of_its_own_answer():
 
 
 def test_a_greedy_learner_answers_once_across_alone_and_discussions():
-    model, memory = Scripted(learner_script), {}
-    alone = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="single", memory=memory)
-    forced = ev.evaluate(model, model.tok, ToyTask(), EXAMPLES, mode="self", stance="support",
-                         memory=memory)
+    model = Scripted(learner_script)
+    learner = ev.CachedSpeaker(model, model.tok, 256, cache={})
+    alone = ev.evaluate(learner, ToyTask(), EXAMPLES)
+    forced = ev.evaluate(learner, ToyTask(), EXAMPLES, S(model), "support")
     first = [p["answers"][0] for p in forced["predictions"]]
     assert first == [p["answers"][0] for p in alone["predictions"]]
     learner_calls = [c for c in model.prompts if c[0].endswith("Answer:") and "Partner:" not in c[0]]
@@ -110,7 +109,7 @@ def test_caveats_mark_rouge_on_arith_and_debate_without_its_format():
     task = data.get_task("arith")
     exs = task.load("validation")[:2]
     model = Scripted(lambda p, r: "2 + 3 = 5\n#### 5")
-    res = ev.evaluate(model, model.tok, task, exs, mode="debate", agents=2, temperature=0.7)
+    res = ev.evaluate(S(model, 0.7), task, exs, agents=2)
     assert any(c.startswith("ROUGE on arith") for c in res["caveats"])
     assert any(c.startswith("debate: this model was never shown") for c in res["caveats"])
     assert ev.cells(res)[-3:] == ["–", "–", "–"] and res["rouge"] is not None   # kept, not shown

@@ -327,16 +327,19 @@ def test_a_partner_with_its_own_model_and_tokenizer(tmp_path, monkeypatch):
                                                   (0.1, "PASSIVE", "PASSIVE"),
                                                   (1.2, "ACTIVE", "ACTIVE")])
 def test_idle_threads_spin_only_on_an_idle_machine(load, preset, policy):
-    """saie.py sets OpenMP's wait policy before torch loads, from the load average at the start; a
-    policy the user set stands."""
+    """The saie.py command sets OpenMP's wait policy before torch loads, from the load average at
+    the start; a policy the user set stands; importing saie changes nothing."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if preset:
         env["OMP_WAIT_POLICY"] = preset
-    code = (f"import os; os.getloadavg = lambda: ({load}, 0.0, 0.0); import saie; "
-            "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.split() == [policy], out.stderr
+    policy_now = "print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+    fake = f"import os, runpy, sys; os.getloadavg = lambda: ({load}, 0.0, 0.0)"
+    command = (f"{fake}; sys.argv = ['saie.py', '--help']\ntry: runpy.run_path('saie.py', "
+               f"run_name='__main__')\nexcept SystemExit: pass\n{policy_now}")
+    for code, expected in ((command, policy), (f"{fake}; import saie; {policy_now}", preset)):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.split()[-1] == (expected or "unset"), out.stderr
 
 
 def test_train_limit_and_select_best_keep_the_best_validation_step(tmp_path):
@@ -352,3 +355,23 @@ def test_train_limit_and_select_best_keep_the_best_validation_step(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["selected"]["oracle"] == best
     questions = {json.loads(l)["id"] for l in (tmp_path / "oracle" / "transcripts.jsonl").open()}
     assert len(questions) <= 16  # every discussion from the 16 drawn questions
+
+
+def test_float16_steps_scale_the_loss_and_unscale_before_clipping(tmp_path, monkeypatch):
+    """--dtype float16 trains through a GradScaler (its gradients would underflow otherwise): each
+    loss is scaled before backward and the gradients unscaled before clipping; its state resumes."""
+    calls = []
+
+    class Spy(torch.amp.GradScaler):
+        def scale(self, loss):
+            calls.append("scale")
+            return super().scale(loss)
+
+        def unscale_(self, opt):
+            calls.append("unscale")
+            return super().unscale_(opt)
+    monkeypatch.setattr(torch.amp, "GradScaler", Spy)
+    saie.main(TINY + ["--method", "sft", "--dtype", "float16", "--discussions", "--out",
+                      str(tmp_path)])
+    assert calls.count("unscale") == 4 + 4 and calls.index("scale") < calls.index("unscale")
+    assert saie.load_checkpoint(tmp_path / "sft" / "ckpt.pt")["scaler"]["scale"] > 0
