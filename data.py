@@ -708,9 +708,10 @@ def load_splits(task, data_dir=None):
 
 class Tokenizer:
     """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot,
-    bos, stop ids, whether a chat template exists, and `name`: the spec get_tokenizer() takes."""
+    bos, stop ids, the chat format (`chat`: "llama3", or None for plain text; what
+    discuss.render writes) and `name`: the spec get_tokenizer() takes."""
 
-    def __init__(self, enc, name, eot, bos=None, chat=False, stop_ids=()):
+    def __init__(self, enc, name, eot, bos=None, chat=None, stop_ids=()):
         self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
         self.n_vocab = enc.n_vocab
         self.stop_ids = set(stop_ids) | {eot}
@@ -817,7 +818,8 @@ def llama3_tokenizer(model_file, name, chat):
                             special_tokens=specials)
     eot, bos = specials["<|eot_id|>" if chat else "<|end_of_text|>"], specials["<|begin_of_text|>"]
     stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-    return Tokenizer(enc, name, eot=eot, bos=bos, chat=chat, stop_ids=stops)
+    return Tokenizer(enc, name, eot=eot, bos=bos, chat="llama3" if chat else None,
+                     stop_ids=stops)
 
 
 def get_tokenizer(name_or_dir, chat=None):
