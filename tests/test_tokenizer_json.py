@@ -1,5 +1,5 @@
 """tokenizer.json (Hugging Face byte-level BPE) read into tiktoken: the same ids as the
-`tokenizers` library."""
+`tokenizers` library, and the chat template's messages as transformers renders them."""
 import json
 import os
 from pathlib import Path
@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 import data
+import discuss
 from data import DataError
+from discuss import Transcript, Turn
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -155,6 +157,52 @@ def test_a_hub_model_reloads_its_tokenizer(tmp_path, monkeypatch):
     assert model.tokenizer_spec == str(d) and data.get_tokenizer(d).chat == "chatml"
 
 
+def two_rounds():
+    """A transcript of two rounds: learner turn, partner remark, learner turn, partner remark."""
+    return Transcript("Ann has 7 pens. She buys 15 more. How many pens does Ann have?", "22",
+                      "oppose", turns=[Turn("learner", "7 + 15 = 22\n#### 22", "22"),
+                                       Turn("partner", "I disagree. 7 + 5 = 12\n#### 12", "12"),
+                                       Turn("learner", " 7 + 15 = 22.\n\n#### 22 ", "22"),
+                                       Turn("partner", "I disagree. 15 - 7 = 8\n#### 8", "8")])
+
+
+def chat_messages(tr, role):
+    """The transcript as transformers' chat messages, written out independently of discuss."""
+    if role == "learner":
+        msgs = [("system", discuss.LEARNER_SYSTEM), ("user", tr.question)]
+        msgs += [("assistant", t.text) if t.speaker == "learner" else
+                 ("user", f"My partner says: {t.text}\n\nAnswer the question again.")
+                 for t in tr.turns]
+    else:
+        msgs = [("system", discuss.PARTNER_SYSTEM[tr.stance]), ("user", f"Question: {tr.question}")]
+        msgs += [("user", f"The student answers: {t.text}") if t.speaker == "learner" else
+                 ("assistant", t.text) for t in tr.turns]
+    return [{"role": r, "content": c} for r, c in msgs]
+
+
+def assert_renders_as_transformers(directory):
+    """Both roles' prompts (the partner's ends in its forced opener) are transformers'
+    apply_chat_template text, tokenized by tokenizer.json. Not by transformers: version 5 builds
+    SmolLM2's GPT2Tokenizer with GPT-2's pre-tokenizer, without tokenizer.json's Digits split."""
+    transformers = pytest.importorskip("transformers")
+    hf, tok = transformers.AutoTokenizer.from_pretrained(directory), data.get_tokenizer(directory)
+    bpe = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tr = two_rounds()
+    learner = hf.apply_chat_template(chat_messages(tr, "learner"), add_generation_prompt=True,
+                                     tokenize=False)
+    assert discuss.encode(tok, discuss.render(tok, tr, "learner")) == bpe.encode(learner).ids
+    tr.turns.pop()  # the partner's turn comes after the learner's
+    opener = {"role": "assistant", "content": discuss.OPENER[tr.stance]}
+    partner = hf.apply_chat_template(chat_messages(tr, "partner") + [opener],
+                                     continue_final_message=True, tokenize=False)
+    assert partner.endswith("<|im_start|>assistant\nI disagree.")
+    assert discuss.encode(tok, discuss.render(tok, tr, "partner")) == bpe.encode(partner).ids
+
+
+def test_chatml_rendering_matches_the_chat_template(tmp_path):
+    assert_renders_as_transformers(tiny_tokenizer_dir(tmp_path / "tiny"))
+
+
 # -----------------------------------------------------------------------------
 # The real SmolLM2-135M-Instruct (SAIE_SMOLLM2, or the default cache path): skipped when absent.
 
@@ -191,3 +239,6 @@ def test_smollm2_chat_strings(smollm2):
         [hf.encode(s).ids for s in chats]
     assert tok.special("<|im_start|>") == 1 and tok.special("<|im_end|>") == 2
 
+
+def test_smollm2_rendering_matches_its_chat_template(smollm2):
+    assert_renders_as_transformers(SMOLLM2)
