@@ -26,6 +26,7 @@ import re
 import sys
 import tarfile
 import tempfile
+import unicodedata
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -745,9 +746,10 @@ def load_splits(task, data_dir=None):
 
 class Tokenizer:
     """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot,
-    bos, stop ids, whether a chat template exists, and `name`: the spec get_tokenizer() takes."""
+    bos, stop ids, the chat format (`chat`: "llama3", "chatml", or None for plain text; what
+    discuss.render writes) and `name`: the spec get_tokenizer() takes."""
 
-    def __init__(self, enc, name, eot, bos=None, chat=False, stop_ids=()):
+    def __init__(self, enc, name, eot, bos=None, chat=None, stop_ids=()):
         self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
         self.n_vocab = enc.n_vocab
         self.stop_ids = set(stop_ids) | {eot}
@@ -854,13 +856,122 @@ def llama3_tokenizer(model_file, name, chat):
                             special_tokens=specials)
     eot, bos = specials["<|eot_id|>" if chat else "<|end_of_text|>"], specials["<|begin_of_text|>"]
     stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-    return Tokenizer(enc, name, eot=eot, bos=bos, chat=chat, stop_ids=stops)
+    return Tokenizer(enc, name, eot=eot, bos=bos, chat="llama3" if chat else None,
+                     stop_ids=stops)
+
+
+class BPETokenizer(Tokenizer):
+    """A tokenizer.json's byte-level BPE. Bytes missing from its vocabulary (a few control
+    characters) have ids past n_vocab in enc, and encode() drops them: Hugging Face does too."""
+
+    def __init__(self, enc, name, n_vocab, nfc, **kw):
+        super().__init__(enc, name, **kw)
+        self.n_vocab, self.nfc = n_vocab, nfc
+
+    def encode(self, text):
+        text = unicodedata.normalize("NFC", text) if self.nfc else text  # Qwen2's normalizer
+        return [i for i in super().encode(text) if i < self.n_vocab]
+
+
+# Hugging Face's byte-level BPE writes each byte as a printable character (GPT-2's table):
+# printable Latin-1 as itself, the rest (space, controls, ...) as chr(256), chr(257), ...
+_PRINTABLE = [b for b in range(256) if chr(b).isprintable() and b != 32]
+BYTE_OF = ({chr(b): b for b in _PRINTABLE}
+           | {chr(256 + i): b for i, b in enumerate(sorted(set(range(256)) - set(_PRINTABLE)))})
+GPT2_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# SmolLM2 splits every digit off before GPT-2's regex: a digit is a piece of its own, and the
+# whitespace before one ends its piece whole (GPT-2 would leave its last space to what follows).
+DIGITS_PATTERN = r"\p{N}|'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"
+
+
+def _split_pattern(pre, where):
+    """The tiktoken regex that splits text as a tokenizer.json pre_tokenizer does: ByteLevel
+    (GPT-2's regex), Digits(individual_digits) then ByteLevel (SmolLM2), or a Split regex then
+    ByteLevel without its own (Llama 3, Qwen2)."""
+    *first, last = (pre or {}).get("pretokenizers", [pre or {}])
+    if last.get("type") == "ByteLevel" and not last.get("add_prefix_space"):
+        own = last.get("use_regex", True)
+        if own and not first:
+            return GPT2_PATTERN
+        if own and first == [{"type": "Digits", "individual_digits": True}]:
+            return DIGITS_PATTERN
+        if not own and len(first) == 1 and first[0].get("type") == "Split" and \
+                first[0].get("behavior") == "Isolated" and not first[0].get("invert"):
+            if regex := first[0].get("pattern", {}).get("Regex"):
+                return regex
+    raise DataError(f"{where}: unsupported pre_tokenizer {json.dumps(pre)[:200]}")
+
+
+def _chat_format(template):
+    """'llama3' or 'chatml' by the special tokens a chat template writes; None: plain text."""
+    marks = {"llama3": "<|start_header_id|>", "chatml": "<|im_start|>"}
+    return next((chat for chat, mark in marks.items() if mark in template), None)
+
+
+def bpe_tokenizer(path, name):
+    """A Hugging Face directory's tokenizer.json (byte-level BPE: SmolLM2, Qwen2) as a tiktoken
+    Encoding. The end of a turn is tokenizer_config.json's eos_token, the stop ids add
+    generation_config.json's eos_token_id, and the chat template names the chat format."""
+    where = path / "tokenizer.json"
+    spec, config = _read_json(where), _read_json(path / "tokenizer_config.json")
+    model, normalizer = spec.get("model") or {}, (spec.get("normalizer") or {}).get("type")
+    if model.get("type") != "BPE" or normalizer not in (None, "NFC"):
+        raise DataError(f"{where}: not a byte-level BPE (model {model.get('type')}, "
+                        f"normalizer {normalizer})")
+    specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    try:
+        vocab = {bytes(BYTE_OF[c] for c in t): i for t, i in model["vocab"].items()
+                 if t not in specials}
+        merged = [model["vocab"][a + b] for a, b in
+                  (m.split(" ") if isinstance(m, str) else m for m in model["merges"])]
+    except (KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{where}: not a byte-level BPE vocabulary ({type(e).__name__} "
+                        f"{str(e)[:40]})") from None
+    # tiktoken merges by the rank of the merged token: right only when merges come in id order.
+    if any(a >= b for a, b in zip(merged, merged[1:])):
+        raise DataError(f"{where}: merges are not in vocabulary order; tiktoken cannot follow")
+    n_vocab = max([*vocab.values(), *specials.values()]) + 1
+    missing = sorted({bytes([b]) for b in range(256)} - vocab.keys())
+    ranks = vocab | {b: n_vocab + i for i, b in enumerate(missing)}  # tiktoken needs every byte
+    enc = tiktoken.Encoding(f"bpe:{name}", pat_str=_split_pattern(spec.get("pre_tokenizer"), where),
+                            mergeable_ranks=ranks, special_tokens=specials)
+    eos = config.get("eos_token")
+    eos = specials.get(eos.get("content") if isinstance(eos, dict) else eos)
+    stops = _read_json(path / "generation_config.json", missing={}).get("eos_token_id") or []
+    stops = stops if isinstance(stops, list) else [stops]
+    if eos is None and not stops:
+        raise DataError(f"{path}: no end token (eos_token in tokenizer_config.json or "
+                        f"eos_token_id in generation_config.json)")
+    # The bos a tokenizer prepends to every text (Llama 3); SmolLM2 and Qwen2 prepend none.
+    first = ((spec.get("post_processor") or {}).get("single") or [{}])[0]
+    template = config.get("chat_template") or ""
+    if (path / "chat_template.jinja").is_file():  # where newer transformers save it
+        template = (path / "chat_template.jinja").read_text(encoding="utf-8")
+    return BPETokenizer(enc, name, n_vocab, normalizer == "NFC",
+                        eot=stops[0] if eos is None else eos, stop_ids=stops,
+                        bos=specials.get(first.get("SpecialToken", {}).get("id")),
+                        chat=_chat_format(str(template)))
+
+
+def hub_tokenizer(repo):
+    """Fetch a hub repo's tokenizer files into the cache and return its folder: Meta's
+    original/tokenizer.model for Llama 3, else tokenizer.json and its configs (SmolLM2, Qwen2)."""
+    config = hub_file(repo, "config.json")
+    if _read_json(config).get("model_type") != "gpt2":
+        try:
+            hub_file(repo, "original/tokenizer.model")
+        except DataError:
+            for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+                hub_file(repo, f)
+    return config.parent
 
 
 def get_tokenizer(name_or_dir, chat=None):
-    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, or a
-    GPT-2 config.json) or a hub repo. Llama 3 gets the chat template when its name contains
-    'instruct' (Meta's naming: Llama-3.2-1B-Instruct); `chat` overrides that rule."""
+    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, a
+    GPT-2 config.json, or a byte-level BPE tokenizer.json) or a hub repo. Llama 3's tokenizer.model
+    gets the chat template when its name contains 'instruct' (Meta's naming:
+    Llama-3.2-1B-Instruct), and `chat` overrides that rule; a tokenizer.json's chat template
+    says its format."""
     spec = str(name_or_dir)
     if spec == "arith":
         return arith_tokenizer()
@@ -869,31 +980,36 @@ def get_tokenizer(name_or_dir, chat=None):
     if re.fullmatch(r"(openai-community/)?(gpt2|distilgpt2|gpt2-(medium|large|xl))", spec):
         return gpt2_tokenizer()
     path = Path(spec).expanduser()
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
+        path = hub_tokenizer(spec)  # read as a directory, named by the repo
     if path.is_dir():
         for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
             if f.is_file():
                 named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
                 return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
-        if _model_type(path / "config.json") == "gpt2":
+        if _read_json(path / "config.json", missing={}).get("model_type") == "gpt2":
             return gpt2_tokenizer()
-        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model or GPT-2 "
-                        f"config.json")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
-        if _model_type(hub_file(spec, "config.json")) == "gpt2":
-            return gpt2_tokenizer()
-        return llama3_tokenizer(hub_file(spec, "original/tokenizer.model"), spec,
-                                "instruct" in spec.lower() if chat is None else chat)
+        if (path / "tokenizer.json").is_file():
+            return bpe_tokenizer(path, spec)
+        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model, GPT-2 "
+                        f"config.json or tokenizer.json")
     raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory "
                     f"or a hub repo")
 
 
-def _model_type(config_path):
-    if not config_path.is_file():
-        return None
+def _read_json(path, missing=None):
+    """A JSON object file as a dict; `missing` when there is no such file (None: an error)."""
+    if missing is not None and not path.is_file():
+        return missing
     try:
-        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError):
-        raise DataError(f"{config_path}: not a JSON object") from None
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not a JSON object")
+    return obj
 
 
 # -----------------------------------------------------------------------------

@@ -10,8 +10,9 @@ renders the transcript in its own format before it speaks.
 Two formats:
 - plain text, for base and from-scratch models (the partner learned the remark
   format in warm-up: the "trained" partner mode);
-- the Llama 3 chat template, for instruct models (the partner is told its stance
-  in a system message: the "prompted" mode, the paper's setting).
+- a chat template (Llama 3's or ChatML, as tok.chat says), for instruct models (the
+  partner is told its stance in a system message: the "prompted" mode, the paper's
+  setting).
 
     Question: Ann has 7 pens . She buys 5 more . How many pens does Ann have ?
     Answer: 7 + 5 = 12
@@ -108,11 +109,16 @@ def _render_plain(tok, tr, role):
 
 
 def _render_chat(tok, tr, role):
-    def message(who, text):
-        return [[tok.special("<|start_header_id|>")], who, [tok.special("<|end_header_id|>")],
-                "\n\n" + text, [tok.special("<|eot_id|>")]]
+    def message(who, text, close=True):
+        """One message in the model's chat format; close=False leaves it open to continue."""
+        if tok.chat == "llama3":
+            segs = [[tok.special("<|start_header_id|>")], who,
+                    [tok.special("<|end_header_id|>")], "\n\n" + text]
+            return segs + ([[tok.special("<|eot_id|>")]] if close else [])
+        segs = [[tok.special("<|im_start|>")], f"{who}\n{text}"]  # ChatML
+        return segs + ([[tok.special("<|im_end|>")], "\n"] if close else [])
 
-    segs = [[tok.bos]]
+    segs = [] if tok.bos is None else [[tok.bos]]
     if role == "learner":   # own turns are the assistant's, remarks come from the user
         segs += message("system", LEARNER_SYSTEM) + message("user", tr.question)
         for t in tr.turns:
@@ -126,7 +132,7 @@ def _render_chat(tok, tr, role):
             segs += (message("user", f"The student answers: {t.text}") if t.speaker == "learner"
                      else message("assistant", t.text))
         prefill = OPENER[tr.stance]
-    return segs + message("assistant", prefill)[:-1]  # left open: the turn continues it
+    return segs + message("assistant", prefill, close=False)  # the turn continues it
 
 
 def turn_segments(tok, text):

@@ -635,8 +635,7 @@ def _download(name):
             raise first from None
         for shard in _shards(index):
             fetch(shard)
-    if "gpt2" not in repo:  # Llama: data.get_tokenizer(folder) reads original/tokenizer.model
-        fetch("original/tokenizer.model")
+    data.hub_tokenizer(repo)  # its tokenizer files too: data.get_tokenizer(folder) reads them
     return folder
 
 

@@ -277,7 +277,7 @@ def test_tokenizers_round_trip(name):
         assert tok.decode(ids) == s and all(0 <= i < tok.n_vocab for i in ids)
         assert tok.eot not in ids  # special tokens are only ever inserted as ids
     assert tok.name == name and tok.decode([tok.eot]) == "<|endoftext|>" and tok.special("<|endoftext|>") == tok.eot
-    assert tok.bos is None and tok.chat is False and tok.eot in tok.stop_ids
+    assert tok.bos is None and tok.chat is None and tok.eot in tok.stop_ids
     if name == "gpt2":
         assert tok.eot == 50256 and tok.n_vocab == 50257
         assert data.get_tokenizer("gpt2-medium") is tok
@@ -296,7 +296,7 @@ def test_llama3_tokenizer_from_a_synthetic_bpe_file(tmp_path, layout):
     d = tmp_path / "Llama-3.2-1B-Instruct"
     n = write_llama3_model(d / layout)
     tok = data.get_tokenizer(d)
-    assert tok.chat and tok.bos == n and tok.n_vocab == n + 256
+    assert tok.chat == "llama3" and tok.bos == n and tok.n_vocab == n + 256
     assert [tok.special(s) - n for s in ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                                          "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"]] == [0, 1, 6, 7, 8, 9]
     assert tok.special("<|reserved_special_token_2|>") == n + 11
@@ -311,8 +311,8 @@ def test_llama3_tokenizer_from_a_synthetic_bpe_file(tmp_path, layout):
     # A base model: no chat template, end of text is the end token; the rule can be overridden.
     base = tmp_path / "Llama-3.2-1B"
     write_llama3_model(base / layout)
-    assert not data.get_tokenizer(base).chat and data.get_tokenizer(base).eot == n + 1
-    assert data.get_tokenizer(base, chat=True).chat
+    assert data.get_tokenizer(base).chat is None and data.get_tokenizer(base).eot == n + 1
+    assert data.get_tokenizer(base, chat=True).chat == "llama3"
 
 
 def test_get_tokenizer_errors_and_gpt2_directories(tmp_path):

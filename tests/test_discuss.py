@@ -23,7 +23,7 @@ def setup():
 class ChatTok:
     """A character-level stand-in for the Llama 3 tokenizer: enough to read rendered chat text back."""
     names = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-    chat, n_vocab, name = True, 300, "fake-chat"
+    chat, n_vocab, name = "llama3", 300, "fake-chat"
     bos, eot = 256, 259
 
     def special(self, name):
