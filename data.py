@@ -295,6 +295,7 @@ class Task:
     splits: tuple[str, ...]   # the last one is the split we evaluate on
     urls: dict                # split -> (url, sha256 or None), fetched when there is no data_dir
     files: dict               # split -> its file names in data_dir; the first names the cached copy
+    turn_tokens = 256         # the longest turn a model speaks (--max-turn-tokens overrides)
 
     def load(self, split, data_dir=None):
         if split not in self.splits:
@@ -679,6 +680,7 @@ def generate_arith(split, n, seed=ARITH_SEED):
 
 class Arith(NumberTask):
     name, splits = "arith", ("train", "validation", "test")
+    turn_tokens = 24  # the longest gold turn is 21 tokens, and the context only 256
 
     def _load(self, split, data_dir):
         return list(generate_arith(split, ARITH_SIZES[split]))

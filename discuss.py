@@ -462,7 +462,7 @@ def play(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    args.max_turn_tokens = args.max_turn_tokens or (24 if args.task == "arith" else 256)
+    args.max_turn_tokens = args.max_turn_tokens or data.get_task(args.task).turn_tokens
     task = data.get_task(args.task)
     tests = task.load(task.splits[-1], args.data_dir)
     if args.question is not None and not 0 <= args.question < len(tests):

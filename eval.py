@@ -587,8 +587,8 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, help="first N questions")
     p.add_argument("--split", help="default: the task's last split (test, or validation)")
     p.add_argument("--data-dir")
-    p.add_argument("--max-new-tokens", type=int, help="longest turn (default: 24 on arith, as "
-                   "saie.py's scratch preset, else 256)")
+    p.add_argument("--max-new-tokens", type=int, help="longest turn (default: the task's, "
+                   "data.Task.turn_tokens: 24 on arith, else 256)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
     p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
     p.add_argument("--seed", type=int, default=0)
@@ -610,8 +610,7 @@ def parse_args(argv=None):
                     f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
-    if args.max_new_tokens is None:   # arith's block_size is 256: a turn of 256 leaves no room for the prompt
-        args.max_new_tokens = 24 if args.task == "arith" else 256
+    args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens
     args.rounds = 1 if args.rounds is None else args.rounds
     args.stance, args.agents = args.stance or "both", args.agents or 3
     if args.temperature is None:

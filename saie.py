@@ -77,10 +77,9 @@ DEFAULT_DISCUSSIONS = ("honest", "fixed")
 # study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores.
 PRESETS = {
     "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3, oracle=1e-3),
-                    plain_weight=3.0, warmup_steps=1000, steps=100, max_turn_tokens=24,
-                    block_size=256, eval_limit=300, log_every=25),
+                    plain_weight=3.0, warmup_steps=1000, steps=100, block_size=256, eval_limit=300, log_every=25),
     "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
-                       warmup_steps=500, steps=1000, max_turn_tokens=256, block_size=1024,
+                       warmup_steps=500, steps=1000, block_size=1024,
                        eval_limit=500, log_every=10),
 }
 
@@ -117,7 +116,8 @@ def parse_args(argv=None):
                    "discussions: a greedy partner's 'oppose' remarks mostly restate a right answer")
     p.add_argument("--plain-weight", type=float, help="loss weight of the plain question -> gold "
                    "pairs in a SAIE batch (arith: 3)")
-    p.add_argument("--max-turn-tokens", type=int, help="longest turn in a discussion")
+    p.add_argument("--max-turn-tokens", type=int, help="longest turn in a discussion (default: "
+                   "the task's, data.Task.turn_tokens: 24 on arith, else 256)")
     # warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2,
                    help="share of the train split for warm-up")
@@ -180,6 +180,7 @@ def parse_args(argv=None):
     for k, v in PRESETS["scratch" if arith else "pretrained"].items():
         if getattr(args, k) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
+    args.max_turn_tokens = args.max_turn_tokens or data.get_task(args.task).turn_tokens
     if not isinstance(args.lr, dict):  # one --lr for every method
         args.lr = dict.fromkeys(("sft", "saie", "scripted", "oracle"), args.lr)
     if args.warmup_seed is not None and args.warmup_steps == 0:
