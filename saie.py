@@ -69,19 +69,34 @@ DISCUSSIONS = {
     "forced": ("self", "both"),         # a copy told to support or oppose, 50/50: a stress test
     "fixed-forced": ("fixed", "both"),  # the fixed partner told its stance (learned in warm-up)
 }
-DEFAULT_DISCUSSIONS = ("honest", "fixed")
-# Defaults for a tiny model trained from scratch (arith) or pretrained weights fine-tuned (gsm8k,
-# csqa, mmlu); any flag given on the command line wins. On arith each method has the learning rate,
-# and SAIE the plain-pair weight, that the study chose on validation (experiments/arith.py;
-# docs/results.md); turns of up to 24 tokens (the longest gold turn is 21). 100 steps, not the
-# study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores.
+# Defaults per kind of run; any flag given on the command line wins. scratch: arith's tiny model
+# (from scratch or the shipped warm-up), each method with the learning rate (and SAIE the
+# plain-pair weight) the study chose on validation (experiments/arith.py); 100 steps, not the
+# study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores; one of our checkpoints
+# (.pt) counts as arith's tiny model. pretrained-arith: a pretrained model (SmolLM2-135M-Instruct)
+# on arith, chosen by a small validation run (docs/results.md); its digit-by-digit tokenizer
+# needs longer turns. pretrained: GSM8K and the other tasks on one GPU.
 PRESETS = {
-    "scratch": dict(batch_size=64, warmup_lr=3e-3, lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3, oracle=1e-3),
-                    plain_weight=3.0, warmup_steps=1000, steps=100, block_size=256, eval_limit=300, log_every=25),
+    "scratch": dict(batch_size=64, warmup_lr=3e-3, plain_weight=3.0, warmup_steps=1000,
+                    steps=100, block_size=256, eval_limit=300, log_every=25,
+                    lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3, oracle=1e-3)),
+    "pretrained-arith": dict(batch_size=16, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
+                             warmup_steps=20, steps=40, max_turn_tokens=64, eval_limit=200,
+                             log_every=5),
     "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
-                       warmup_steps=500, steps=1000, block_size=1024,
-                       eval_limit=500, log_every=10),
+                       warmup_steps=500, steps=1000, block_size=1024, eval_limit=500,
+                       log_every=10),
 }
+
+
+def at_least(n):
+    """An argparse type: an integer n or more."""
+    def parse(text):
+        if (value := int(text)) < n:
+            raise argparse.ArgumentTypeError(f"must be at least {n}, not {value}")
+        return value
+    return parse
+
 
 # -----------------------------------------------------------------------------
 # Command line
@@ -89,17 +104,18 @@ PRESETS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    one, zero = at_least(1), at_least(0)
     # task and models
     p.add_argument("--task", default="arith", choices=data.TASKS)
     p.add_argument("--data-dir", help="local copy of the task's files (else downloaded)")
-    p.add_argument("--init", help="the learner's start: 'scratch', a model name/dir, or one of "
-                   "our checkpoints (default: arith from assets/arith-warmup.pt, others from gpt2)")
+    p.add_argument("--init", help="the learner's start: 'scratch', a hub name or directory, or one "
+                   "of our checkpoints (default: arith from assets/arith-warmup.pt, others gpt2)")
     p.add_argument("--partner", help="partner model name/dir/checkpoint "
                    "(default: a frozen copy of the warm-up checkpoint)")
-    p.add_argument("--n-layer", type=int, default=4, help="scratch model: layers")
-    p.add_argument("--n-head", type=int, default=4, help="scratch model: attention heads")
-    p.add_argument("--n-embd", type=int, default=128, help="scratch model: width")
-    p.add_argument("--block-size", type=int, help="scratch model: context length")
+    p.add_argument("--n-layer", type=one, default=4, help="scratch model: layers")
+    p.add_argument("--n-head", type=one, default=4, help="scratch model: attention heads")
+    p.add_argument("--n-embd", type=one, default=128, help="scratch model: width")
+    p.add_argument("--block-size", type=one, help="scratch model: context length")
     # method
     p.add_argument("--method", default="compare",
                    choices=["compare", "saie", "sft", "scripted", "oracle", "warmup"],
@@ -110,29 +126,29 @@ def parse_args(argv=None):
                    "a weights-only model.pt")
     p.add_argument("--stance", choices=["both", "support", "oppose"],
                    help="the partner's stance per question (default both: 50/50 with the seed)")
-    p.add_argument("--rounds", type=int, help="discussion rounds per question (default 1)")
+    p.add_argument("--rounds", type=one, help="discussion rounds per question (default 1)")
     p.add_argument("--temperature", type=float, default=0.7, help="learner sampling in discussions")
     p.add_argument("--partner-temperature", type=float, default=1.0, help="partner sampling in "
                    "discussions: a greedy partner's 'oppose' remarks mostly restate a right answer")
     p.add_argument("--plain-weight", type=float, help="loss weight of the plain question -> gold "
                    "pairs in a SAIE batch (arith: 3)")
-    p.add_argument("--max-turn-tokens", type=int, help="longest turn in a discussion (default: "
-                   "the task's, data.Task.turn_tokens: 24 on arith, else 256)")
-    # warm-up
+    p.add_argument("--max-turn-tokens", type=one, help="longest turn in a discussion (default: "
+                   "the preset's, else the task's: 24 on arith, else 256)")
+    # data and warm-up
     p.add_argument("--warmup-frac", type=float, default=0.2,
                    help="share of the train split for warm-up")
-    p.add_argument("--train-limit", type=int, help="the data-limited regime: SFT and SAIE see only "
+    p.add_argument("--train-limit", type=one, help="the data-limited regime: SFT and SAIE see only "
                    "this many training questions (drawn with --seed from the main split), for as "
                    "many epochs as --steps takes")
-    p.add_argument("--warmup-steps", type=int, help="0 when --init is already warmed up")
+    p.add_argument("--warmup-steps", type=zero, help="0 when --init is already warmed up")
     p.add_argument("--warmup-seed", type=int, help="seed of the warm-up's initial weights and data "
                    "order (default --seed), so seeds can vary the warm-up too")
     # optimization
-    p.add_argument("--steps", type=int, help="optimizer steps of SFT and of SAIE")
-    p.add_argument("--batch-size", type=int, help="questions per micro-batch per rank")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, help="peak learning rate of SFT and SAIE "
-                   "(arith: SFT 5e-4, SAIE and scripted 1e-3)")
+    p.add_argument("--steps", type=one, help="optimizer steps of SFT and of SAIE")
+    p.add_argument("--batch-size", type=one, help="questions per micro-batch per rank")
+    p.add_argument("--grad-accum", type=one, default=1)
+    p.add_argument("--lr", type=float, help="peak learning rate of every method "
+                   "(arith: SFT 5e-4, the discussion methods 1e-3)")
     p.add_argument("--warmup-lr", type=float, help="peak learning rate of the warm-up")
     p.add_argument("--lr-ramp", type=float, default=0.05, help="linear LR ramp-up: share of steps")
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -141,23 +157,23 @@ def parse_args(argv=None):
     p.add_argument("--eval-split", default="test", choices=["validation", "test"],
                    help="where the final evaluation is measured: choose every setting on "
                    "validation, and use test once, for the final table")
-    p.add_argument("--eval-limit", type=int, help="questions evaluated at the end (arith: each a "
+    p.add_argument("--eval-limit", type=one, help="questions evaluated at the end (arith: each a "
                    "distinct chain; validation holds 1,000, test 2,000)")
     p.add_argument("--eval-warmup", action=argparse.BooleanOptionalAction, default=True,
                    help="evaluate the warm-up too, where every method started (a study of many "
                    "runs from one warm-up needs it once)")
-    p.add_argument("--eval-rounds", type=int, default=1, help="rounds per discussion at the end")
-    p.add_argument("--discussions", nargs="*", default=list(DEFAULT_DISCUSSIONS),
+    p.add_argument("--eval-rounds", type=one, default=1, help="rounds per discussion at the end")
+    p.add_argument("--discussions", nargs="*", default=["honest", "fixed"],
                    choices=list(DISCUSSIONS), help="discussions evaluated besides alone: honest (a "
                    "copy of the model answers on its own, then agrees or not), fixed (the same "
                    "with --eval-partner), forced (a copy told to support or oppose, 50/50: a "
                    "stress test), fixed-forced (--eval-partner, told its stance)")
     p.add_argument("--eval-partner", help="the fixed partner of every learner at evaluation "
                    "(name, dir or checkpoint; default: the warm-up model)")
-    p.add_argument("--eval-every", type=int, default=0, help="learning curves: every N optimizer "
+    p.add_argument("--eval-every", type=zero, default=0, help="learning curves: every N optimizer "
                    "steps of each phase, accuracy alone and in honest self-discussion on "
                    "--curve-limit validation questions (metrics.jsonl, report.html; 0: never)")
-    p.add_argument("--curve-limit", type=int, default=200, help="validation questions per point")
+    p.add_argument("--curve-limit", type=one, default=200, help="validation questions per point")
     p.add_argument("--select-best", action="store_true", help="keep each method's checkpoint with "
                    "the best validation accuracy alone among the --eval-every points, and evaluate "
                    "that one (its step goes to best.json and results.json)")
@@ -169,44 +185,40 @@ def parse_args(argv=None):
                    help="autocast dtype (default bfloat16 on CUDA, float32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--log-every", type=one)
+    p.add_argument("--ckpt-every", type=one, default=100)
     args = p.parse_args(argv)
 
     arith = args.task == "arith"
     shipped = args.init is None and arith and SHIPPED_WARMUP.exists()
     if args.init is None:
         args.init = str(SHIPPED_WARMUP) if shipped else "scratch" if arith else "gpt2"
-    for k, v in PRESETS["scratch" if arith else "pretrained"].items():
-        if getattr(args, k) is None:
+    ours = args.init == "scratch" or args.init.endswith(".pt")  # a tiny arith model, or ours
+    preset = "pretrained" if not arith else "scratch" if ours else "pretrained-arith"
+    for k, v in PRESETS[preset].items():
+        if getattr(args, k, None) is None:
             setattr(args, k, 0 if k == "warmup_steps" and shipped else v)
     args.max_turn_tokens = args.max_turn_tokens or data.get_task(args.task).turn_tokens
     if not isinstance(args.lr, dict):  # one --lr for every method
         args.lr = dict.fromkeys(("sft", "saie", "scripted", "oracle"), args.lr)
-    if args.warmup_seed is not None and args.warmup_steps == 0:
-        p.error("--warmup-seed seeds a warm-up, and this run has none (--warmup-steps 0 or the "
-                "shipped warm-up); pass --init scratch to warm up from scratch")
+    for wrong, why in (
+            (args.warmup_seed is not None and args.warmup_steps == 0, "--warmup-seed seeds a "
+             "warm-up, and this run has none (--warmup-steps 0 or the shipped warm-up); pass "
+             "--init scratch to warm up from scratch"),
+            (args.method == "sft" and (args.stance or args.rounds or args.partner), "--stance, "
+             "--rounds and --partner belong to SAIE discussions, not --method sft"),
+            (args.method == "warmup" and args.warmup_steps < 1,
+             "--warmup-steps must be at least 1 for --method warmup"),
+            (args.select_best and not args.eval_every,
+             "--select-best picks among the --eval-every points: give --eval-every N"),
+            ((args.train_limit or args.batch_size) < args.batch_size,
+             "--train-limit must fill at least one batch (--batch-size)"),
+            (not 0 < args.warmup_frac < 1, "--warmup-frac must be between 0 and 1")):
+        if wrong:
+            p.error(why)
     args.warmup_seed = args.seed if args.warmup_seed is None else args.warmup_seed
-    if args.method == "sft" and (args.stance or args.rounds is not None or args.partner):
-        p.error("--stance, --rounds and --partner belong to SAIE discussions, not --method sft")
-    args.stance = args.stance or "both"
-    args.rounds = 1 if args.rounds is None else args.rounds
-    if args.warmup_steps < 0 or (args.method == "warmup" and args.warmup_steps < 1):
-        p.error("--warmup-steps must be at least 1 for --method warmup, and never negative")
-    for name in ("rounds", "steps", "batch_size", "grad_accum", "max_turn_tokens", "eval_limit",
-                 "eval_rounds", "log_every", "ckpt_every", "block_size", "curve_limit"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.eval_every < 0:
-        p.error("--eval-every must be 0 (no learning curves) or more")
-    if args.select_best and not args.eval_every:
-        p.error("--select-best picks among the --eval-every points: give --eval-every N")
-    if args.train_limit is not None and args.train_limit < args.batch_size:
-        p.error("--train-limit must fill at least one batch (--batch-size)")
-    if not 0 < args.warmup_frac < 1:
-        p.error("--warmup-frac must be between 0 and 1")
-    if args.dtype is None:
-        args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
+    args.stance, args.rounds = args.stance or "both", args.rounds or 1
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     return args
 
 
