@@ -355,8 +355,12 @@ class GPT(nn.Module):
             spec = "gpt2" if config.family == "gpt2" else str(path)
         with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
-        state = _build_state_dict(model, sd, _weight_plan(model, fmt), path, dtype, device)
-        model.load_state_dict(state, assign=True)
+        try:  # strict: names every missing, unexpected or mis-shaped tensor (and cat's complaint)
+            state = {k: v.to(device, dtype).contiguous()
+                     for k, v in _to_ours(sd, config, fmt).items()}
+            model.load_state_dict(state, assign=True)
+        except RuntimeError as e:
+            raise WeightsError(f"{path}: {_one_line(e)}") from None
         model._tie()
         model.tokenizer_spec = spec
         return model
@@ -416,7 +420,7 @@ def load_checkpoint(path):
 
 
 def _unreadable(path, e):
-    """What a file torch.load refused is, in plain words (its message speaks of mmap and pickles)."""
+    """What a file torch.load refused is, in plain words (torch speaks of mmap and pickles)."""
     if isinstance(e, OSError):
         return f"cannot read it ({e.strerror or _one_line(e)})"
     with open(path, "rb") as f:
@@ -432,9 +436,11 @@ def _unreadable(path, e):
             "kind of zip)")
 
 
-def _one_line(e):
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+def _one_line(e, limit=400):
+    """e on one line, cut at limit characters: torch's messages run over many lines (load_state_dict
+    puts each kind of problem on its own) and can list hundreds of tensor names."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
 
 
 # -----------------------------------------------------------------------------
@@ -460,31 +466,29 @@ LLAMA_NAMES = [
 ]
 
 
-def _weight_plan(model, fmt):
-    """Our parameter name -> the names of the file's tensors it is made of (fmt: ours, hf, meta)."""
-    config = model.config
-    if fmt == "ours" or config.family == "gpt2":  # HF GPT-2 already uses our (nanoGPT's) names
-        plan = {k: [k] for k in model.state_dict()}
-    else:
-        plan = {}
+def _to_ours(sd, config, fmt):
+    """The file's tensors (fmt: ours, hf, meta) under our names, q/k/v and gate/up fused. Names it
+    does not know pass through, so that load_state_dict reports them with the missing ones."""
+    sd = dict(sd)
+    if fmt != "ours" and config.family == "llama":  # HF GPT-2 already uses our (nanoGPT's) names
         for ours, hf, meta in LLAMA_NAMES:
-            names = meta if fmt == "meta" else hf
-            if ours.startswith(("wte", "ln_f", "lm_head")):
-                plan[ours] = names
-            else:
-                for i in range(config.n_layer):
-                    plan[f"h.{i}.{ours}"] = [f"layers.{i}.{n}" for n in names]
-    if config.tie_embeddings and fmt != "ours":
-        plan["lm_head.weight"] = plan["wte.weight"]
-    return plan
+            top = ours.startswith(("wte", "ln_f", "lm_head"))
+            for i in [None] if top else range(config.n_layer):
+                name = ours if top else f"h.{i}.{ours}"
+                theirs = [n if top else f"layers.{i}.{n}" for n in (meta if fmt == "meta" else hf)]
+                if all(n in sd for n in theirs):
+                    parts = [sd.pop(n) for n in theirs]
+                    sd[name] = torch.cat(parts) if len(parts) > 1 else parts[0]  # no needless copy
+    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:
+        sd["lm_head.weight"] = sd["wte.weight"]  # one tensor; GPT._tie makes it one parameter
+    return sd
 
 
 def _read_hf(path):
     """A Hugging Face directory: config.json + model.safetensors (or the shards that
     model.safetensors.index.json lists)."""
     try:
-        c = json.loads((path / "config.json").read_text())
-        config = _hf_config(c)
+        config = _hf_config(json.loads((path / "config.json").read_text()))
     except (OSError, KeyError, TypeError, ValueError) as e:
         why = e if isinstance(e, WeightsError) else f"not a usable config ({_one_line(e)})"
         raise WeightsError(f"{path / 'config.json'}: {why}") from None
@@ -577,36 +581,6 @@ def _read_meta(path):
     sd = {k: v for k, v in sd.items()
           if not k.startswith("rope.") and not (tied and k == "output.weight")}
     return config, sd
-
-
-def _build_state_dict(model, sd, plan, path, dtype, device):
-    """Our state_dict from the file's tensors; a WeightsError names every missing, unexpected or
-    mis-shaped tensor."""
-    def listing(names):
-        names = sorted(names)
-        return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
-    expected = model.state_dict()
-    used = {n for names in plan.values() for n in names}
-    problems = []
-    if missing := [n for n in used if n not in sd] + [k for k in expected if k not in plan]:
-        problems.append(f"missing tensors: {listing(missing)}")
-    if unexpected := set(sd) - used:
-        problems.append(f"unexpected tensors: {listing(unexpected)}")
-    if not problems:
-        out = {}
-        for ours, names in plan.items():
-            ts = [sd[n] for n in names]
-            if len({t.shape[1:] for t in ts}) > 1:
-                problems.append(f"mis-shaped tensors: {listing(names)}")
-                continue
-            t = ts[0] if len(ts) == 1 else torch.cat(ts)
-            out[ours] = t.to(device=device, dtype=dtype).contiguous()
-        if bad := [f"{k} {tuple(out[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                   if k in out and out[k].shape != v.shape]:
-            problems.append(f"mis-shaped tensors: {listing(bad)}")
-    if problems:
-        raise WeightsError(f"{path}: " + "; ".join(problems))
-    return out
 
 
 def _download(name):
