@@ -15,7 +15,6 @@ import json
 import math
 import mmap
 import os
-import struct
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -623,74 +622,61 @@ SAFETENSORS_DTYPES = {
     "F64": torch.float64, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
-MAX_HEADER = 100 * 2**20
+MAX_HEADER = 100 * 2**20  # the format's own limit: a hostile length cannot make us read gigabytes
 
 
 def load_safetensors(path):
     """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises
     WeightsError."""
-    def fail(msg):
-        raise WeightsError(f"{path}: {msg}")
+    def need(ok, why):
+        if not ok:
+            raise WeightsError(f"{path}: {why}")
 
-    def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            fail(f"duplicate name {next(k for k in keys if keys.count(k) > 1)!r} in header")
+    def unique(pairs):  # json.loads would keep the last of two equal names without a word
+        need(len(dict(pairs)) == len(pairs), "duplicate names in the header")
         return dict(pairs)
 
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < 8:
-                fail(f"truncated: {size} bytes")
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > MAX_HEADER or 8 + n > size:
-                fail(f"header length {n} is impossible for a file of {size} bytes")
+            need(size >= 8, f"truncated: {size} bytes")
+            n = int.from_bytes(f.read(8), "little")
+            need(n <= min(MAX_HEADER, size - 8), f"header length {n} is impossible ({size} bytes)")
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        header = json.loads(buf[8:8 + n].decode("utf-8"), object_pairs_hook=unique)
+    except WeightsError:
+        raise
     except OSError as e:
-        fail(f"cannot read ({_one_line(e)})")
-    try:
-        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        if isinstance(e, WeightsError):
-            raise
-        fail(f"header is not UTF-8 JSON ({_one_line(e)})")
-    if not isinstance(header, dict):
-        fail("header is not a JSON object")
+        raise WeightsError(f"{path}: cannot read ({_one_line(e)})") from None
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5000-digit number, [[[[...
+        raise WeightsError(f"{path}: header is not UTF-8 JSON ({_one_line(e)})") from None
+    need(isinstance(header, dict), "header is not a JSON object")
     header.pop("__metadata__", None)
-
     start, data_size = 8 + n, size - 8 - n
-    spans, out = [], {}
+    file, spans, out = torch.frombuffer(buf, dtype=torch.uint8), [], {}
     for name, info in header.items():
         where = f"tensor {name!r}"
-        if not isinstance(info, dict):
-            fail(f"{where}: entry is not an object")
+        need(isinstance(info, dict), f"{where}: entry is not an object")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in SAFETENSORS_DTYPES:
-            fail(f"{where}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            fail(f"{where}: shape {shape!r} is not a list of non-negative integers")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(type(o) is int for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_size):
-            fail(f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
-        dt = SAFETENSORS_DTYPES[dtype]
-        nbytes = offsets[1] - offsets[0]
-        if math.prod(shape) * dt.itemsize != nbytes:
-            fail(f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, "
-                 f"not {nbytes}")
-        spans.append((offsets[0], offsets[1], name))
-        if nbytes == 0:
-            out[name] = torch.empty(shape, dtype=dt)
-            continue
-        raw = torch.frombuffer(buf, dtype=torch.uint8, count=nbytes, offset=start + offsets[0])
-        if (start + offsets[0]) % dt.itemsize:  # misaligned data: copy it to aligned memory
+        need(isinstance(dtype, str) and dtype in SAFETENSORS_DTYPES,  # a list would not even hash
+             f"{where}: unknown dtype {dtype!r}")
+        need(isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape),
+             f"{where}: shape {shape!r} is not a list of non-negative integers")
+        need(isinstance(offsets, list) and [type(o) for o in offsets] == [int, int]
+             and 0 <= offsets[0] <= offsets[1] <= data_size,
+             f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
+        dt, (begin, end) = SAFETENSORS_DTYPES[dtype], offsets
+        nbytes = math.prod(shape) * dt.itemsize
+        need(nbytes == end - begin, f"{where}: shape {shape} of {dtype} needs {nbytes} bytes, "
+                                    f"not {end - begin}")
+        raw = file[start + begin:start + end]
+        if (start + begin) % dt.itemsize:  # misaligned data: copy it to aligned memory
             raw = raw.clone()
         out[name] = raw.view(dt).reshape(shape)
+        spans.append((begin, end, name))
     spans.sort()
     for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
-        if begin < end:
-            fail(f"tensors {a!r} and {b!r} overlap")
+        need(begin >= end, f"tensors {a!r} and {b!r} overlap")
     return out
 
 
