@@ -601,12 +601,8 @@ def _download(name):
     folder = fetch("config.json").parent
     try:
         fetch("model.safetensors")
-    except WeightsError as first:
-        try:  # big models come in shards listed by an index
-            index = fetch("model.safetensors.index.json")
-        except WeightsError:
-            raise first from None
-        for shard in _shards(index):
+    except WeightsError:  # big models come in shards listed by an index
+        for shard in _shards(fetch("model.safetensors.index.json")):
             fetch(shard)
     if "gpt2" not in repo:  # Llama: data.get_tokenizer(folder) reads original/tokenizer.model
         fetch("original/tokenizer.model")
