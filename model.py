@@ -494,16 +494,11 @@ def _read_hf(path):
     files = [path / "model.safetensors"]
     if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
         files = [path / f for f in _shards(index)]
-    sd = {}
-    for f in files:
-        sd.update(load_safetensors(f))
-    sd = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in sd.items()}
-    if config.family == "gpt2":
-        masks = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
-        sd = {k: v for k, v in sd.items() if not k.endswith(masks)}
-        for k in sd:  # GPT-2's Conv1D stores (in, out); nn.Linear wants (out, in)
-            if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-                sd[k] = sd[k].t()
+    sd = {k.removeprefix("transformer.").removeprefix("model."): v
+          for f in files for k, v in load_safetensors(f).items()}
+    if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
+        sd = {k: v.t() if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) else v
+              for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     if config.tie_embeddings:
         sd.pop("lm_head.weight", None)  # some tied checkpoints still carry a copy
     return config, sd
@@ -550,9 +545,7 @@ def _read_meta(path):
         sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True,
                         mmap=True)
         dim, n_head = p["dim"], p["n_heads"]
-        hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
-        if p.get("ffn_dim_multiplier"):
-            hidden = int(p["ffn_dim_multiplier"] * hidden)
+        hidden = int((p.get("ffn_dim_multiplier") or 1) * int(8 * dim / 3))  # Meta's FeedForward
         hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
         # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, 3.1 uses 8.
         scaling = p.get("rope_scaling")
