@@ -60,25 +60,21 @@ def cache_dir(*parts):
 
 
 def write_atomic(path, content):
-    """Write path all or nothing. content is text, bytes, or write(f) filling a binary file; it
-    goes to a temp file beside path, reaches the disk, then one rename replaces path. On any
-    error the temp file goes and path is as it was."""
+    """Write path all or nothing: content (text, bytes, or write(f) filling a binary file) goes to
+    a temp file beside path, which one rename puts in its place. Killed or failing before that,
+    we leave path as it was (and at worst a *.tmp file, never a half path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             if callable(content):
                 content(f)
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old file or new
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
