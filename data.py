@@ -79,7 +79,8 @@ def write_atomic(path, content):
 
 
 def download(url, path, sha256=None, token=None):
-    """Fetch url into path over HTTPS: stream to a temp file beside it, check, then rename."""
+    """Fetch url into path over HTTPS through write_atomic, sha256 checked where given. A file
+    already there is kept when it has that sha256 (or none was given)."""
     path = Path(path)
     if not url.startswith("https://"):
         raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
@@ -96,16 +97,13 @@ def download(url, path, sha256=None, token=None):
             while chunk := r.read(1 << 20):
                 f.write(chunk)
                 h.update(chunk)
-            expected = r.headers.get("Content-Length")
-            if expected is not None and f.tell() != int(expected):
-                raise OSError(f"connection closed after {f.tell()} of {expected} bytes")
+            size = r.headers.get("Content-Length")  # read() ends quietly when the server hangs up
+            if size is not None and f.tell() != int(size):
+                raise OSError(f"connection closed after {f.tell()} of {size} bytes")
         if sha256 and h.hexdigest() != sha256:
-            raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; "
-                            f"nothing saved")
+            raise ValueError(f"sha256 {h.hexdigest()} is not the expected {sha256}")
     try:
         return write_atomic(path, fetch)
-    except DataError:
-        raise
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError: OSErrors
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local "
