@@ -133,14 +133,12 @@ def read_jsonl(path):
             where = f"{path}:{lineno}"
             if len(raw) > MAX_LINE:
                 raise DataError(f"{where}: line longer than {MAX_LINE} bytes")
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
-            if not text.strip():
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(raw)  # json reads the bytes as UTF-8 (a BOM allowed) or UTF-16/32
+            except UnicodeDecodeError as e:
+                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
             if not isinstance(obj, dict):
