@@ -402,9 +402,8 @@ def save_checkpoint(path, model, **extra):
     extra holds plain containers and tensors (optimizer state, step, rng states), which
     weights_only loads."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original
-    state = {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()}
     obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
-           "model": state, **extra}
+           "model": model.state_dict(), **extra}
     data.write_atomic(path, lambda f: torch.save(obj, f))
 
 
