@@ -477,7 +477,7 @@ def _to_ours(sd, config, fmt):
                 if all(n in sd for n in theirs):
                     parts = [sd.pop(n) for n in theirs]
                     sd[name] = torch.cat(parts) if len(parts) > 1 else parts[0]  # no needless copy
-    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:
+    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:  # over any copy in the file
         sd["lm_head.weight"] = sd["wte.weight"]  # one tensor; GPT._tie makes it one parameter
     return sd
 
@@ -498,8 +498,6 @@ def _read_hf(path):
     if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
         sd = {k: v.t() if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) else v
               for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-    if config.tie_embeddings:
-        sd.pop("lm_head.weight", None)  # some tied checkpoints still carry a copy
     return config, sd
 
 
@@ -569,9 +567,7 @@ def _read_meta(path):
                         (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
             if name in sd and sd[name].shape[0] == n * hd:
                 sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
-    sd = {k: v for k, v in sd.items()
-          if not k.startswith("rope.") and not (tied and k == "output.weight")}
-    return config, sd
+    return config, {k: v for k, v in sd.items() if not k.startswith("rope.")}
 
 
 def _download(name):
