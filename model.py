@@ -355,12 +355,11 @@ class GPT(nn.Module):
         with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
         try:  # strict: names every missing, unexpected or mis-shaped tensor (and cat's complaint)
-            state = {k: v.to(device, dtype).contiguous()
-                     for k, v in _to_ours(sd, config, fmt).items()}
-            model.load_state_dict(state, assign=True)
+            model.load_state_dict(_to_ours(sd, config, fmt), assign=True)
         except RuntimeError as e:
             raise WeightsError(f"{path}: {_one_line(e)}") from None
         model._tie()
+        model.to(device, dtype)  # after the tie, so that the shared parameter is converted once
         model.tokenizer_spec = spec
         return model
 
@@ -496,8 +495,9 @@ def _read_hf(path):
     sd = {k.removeprefix("transformer.").removeprefix("model."): v
           for f in files for k, v in load_safetensors(f).items()}
     if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
-        sd = {k: v.t() if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) else v
-              for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        conv1d = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
+        sd = {k: v.t().contiguous() if k.endswith(conv1d) else v for k, v in sd.items()
+              if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     return config, sd
 
 
