@@ -98,30 +98,27 @@ def cache_dir(*parts):
 
 
 def write_atomic(path, content):
-    """Write path all or nothing. content is text, bytes, or write(f) filling a binary file; it
-    goes to a temp file beside path, reaches the disk, then one rename replaces path. On any
-    error the temp file goes and path is as it was."""
+    """Write path all or nothing: content (text, bytes, or write(f) filling a binary file) goes to
+    a temp file beside path, which one rename puts in its place. Killed or failing before that,
+    we leave path as it was (and at worst a *.tmp file, never a half path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             if callable(content):
                 content(f)
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old file or new
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def download(url, path, sha256=None, token=None):
-    """Fetch url into path over HTTPS: stream to a temp file beside it, check, then rename."""
+    """Fetch url into path over HTTPS through write_atomic, sha256 checked where given. A file
+    already there is kept when it has that sha256 (or none was given)."""
     path = Path(path)
     if not url.startswith("https://"):
         raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
@@ -138,16 +135,13 @@ def download(url, path, sha256=None, token=None):
             while chunk := r.read(1 << 20):
                 f.write(chunk)
                 h.update(chunk)
-            expected = r.headers.get("Content-Length")
-            if expected is not None and f.tell() != int(expected):
-                raise OSError(f"connection closed after {f.tell()} of {expected} bytes")
+            size = r.headers.get("Content-Length")  # read() ends quietly when the server hangs up
+            if size is not None and f.tell() != int(size):
+                raise OSError(f"connection closed after {f.tell()} of {size} bytes")
         if sha256 and h.hexdigest() != sha256:
-            raise DataError(f"{url}: sha256 {h.hexdigest()} is not the expected {sha256}; "
-                            f"nothing saved")
+            raise ValueError(f"sha256 {h.hexdigest()} is not the expected {sha256}")
     try:
         return write_atomic(path, fetch)
-    except DataError:
-        raise
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, HTTPError: OSErrors
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"could not fetch {url} ({reason}); get it another way and pass the local "
@@ -177,14 +171,12 @@ def read_jsonl(path):
             where = f"{path}:{lineno}"
             if len(raw) > MAX_LINE:
                 raise DataError(f"{where}: line longer than {MAX_LINE} bytes")
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
-            if not text.strip():
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(raw)  # json reads the bytes as UTF-8 (a BOM allowed) or UTF-16/32
+            except UnicodeDecodeError as e:
+                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
             if not isinstance(obj, dict):
@@ -561,17 +553,13 @@ class MMLU(MultipleChoice):
 
 
 def _extract_tar(tar_path, dest):
-    """Unpack regular files only, and only inside dest: no links, devices or '../' escapes."""
-    dest = Path(dest).resolve()
-    with tarfile.open(tar_path) as tar:
-        for member in tar:
-            target = (dest / member.name).resolve()
-            if not member.isfile() or not target.is_relative_to(dest):
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as f:
-                while chunk := src.read(1 << 20):
-                    f.write(chunk)
+    """Unpack into dest. tarfile's "data" filter refuses what could reach outside it ('../' paths,
+    links out of it, devices); such an archive, or a damaged one, is one DataError."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as e:
+        raise DataError(f"{tar_path}: not a whole, safe tar archive ({e})") from None
 
 
 # -----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import json
 import math
 import mmap
 import os
-import struct
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -355,9 +354,12 @@ class GPT(nn.Module):
             spec = "gpt2" if config.family == "gpt2" else str(path)
         with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
-        state = _build_state_dict(model, sd, _weight_plan(model, fmt), path, dtype, device)
-        model.load_state_dict(state, assign=True)
+        try:  # strict: names every missing, unexpected or mis-shaped tensor (and cat's complaint)
+            model.load_state_dict(_to_ours(sd, config, fmt), assign=True)
+        except RuntimeError as e:
+            raise WeightsError(f"{path}: {_one_line(e)}") from None
         model._tie()
+        model.to(device, dtype)  # after the tie, so that the shared parameter is converted once
         model.tokenizer_spec = spec
         return model
 
@@ -399,9 +401,8 @@ def save_checkpoint(path, model, **extra):
     extra holds plain containers and tensors (optimizer state, step, rng states), which
     weights_only loads."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original
-    state = {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()}
     obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
-           "model": state, **extra}
+           "model": model.state_dict(), **extra}
     data.write_atomic(path, lambda f: torch.save(obj, f))
 
 
@@ -416,7 +417,7 @@ def load_checkpoint(path):
 
 
 def _unreadable(path, e):
-    """What a file torch.load refused is, in plain words (its message speaks of mmap and pickles)."""
+    """What a file torch.load refused is, in plain words (torch speaks of mmap and pickles)."""
     if isinstance(e, OSError):
         return f"cannot read it ({e.strerror or _one_line(e)})"
     with open(path, "rb") as f:
@@ -432,9 +433,11 @@ def _unreadable(path, e):
             "kind of zip)")
 
 
-def _one_line(e):
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+def _one_line(e, limit=400):
+    """e on one line, cut at limit characters: torch's messages run over many lines (load_state_dict
+    puts each kind of problem on its own) and can list hundreds of tensor names."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
 
 
 # -----------------------------------------------------------------------------
@@ -460,49 +463,41 @@ LLAMA_NAMES = [
 ]
 
 
-def _weight_plan(model, fmt):
-    """Our parameter name -> the names of the file's tensors it is made of (fmt: ours, hf, meta)."""
-    config = model.config
-    if fmt == "ours" or config.family == "gpt2":  # HF GPT-2 already uses our (nanoGPT's) names
-        plan = {k: [k] for k in model.state_dict()}
-    else:
-        plan = {}
+def _to_ours(sd, config, fmt):
+    """The file's tensors (fmt: ours, hf, meta) under our names, q/k/v and gate/up fused. Names it
+    does not know pass through, so that load_state_dict reports them with the missing ones."""
+    sd = dict(sd)
+    if fmt != "ours" and config.family == "llama":  # HF GPT-2 already uses our (nanoGPT's) names
         for ours, hf, meta in LLAMA_NAMES:
-            names = meta if fmt == "meta" else hf
-            if ours.startswith(("wte", "ln_f", "lm_head")):
-                plan[ours] = names
-            else:
-                for i in range(config.n_layer):
-                    plan[f"h.{i}.{ours}"] = [f"layers.{i}.{n}" for n in names]
-    if config.tie_embeddings and fmt != "ours":
-        plan["lm_head.weight"] = plan["wte.weight"]
-    return plan
+            top = ours.startswith(("wte", "ln_f", "lm_head"))
+            for i in [None] if top else range(config.n_layer):
+                name = ours if top else f"h.{i}.{ours}"
+                theirs = [n if top else f"layers.{i}.{n}" for n in (meta if fmt == "meta" else hf)]
+                if all(n in sd for n in theirs):
+                    parts = [sd.pop(n) for n in theirs]
+                    sd[name] = torch.cat(parts) if len(parts) > 1 else parts[0]  # no needless copy
+    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:  # over any copy in the file
+        sd["lm_head.weight"] = sd["wte.weight"]  # one tensor; GPT._tie makes it one parameter
+    return sd
 
 
 def _read_hf(path):
     """A Hugging Face directory: config.json + model.safetensors (or the shards that
     model.safetensors.index.json lists)."""
     try:
-        c = json.loads((path / "config.json").read_text())
-        config = _hf_config(c)
+        config = _hf_config(json.loads((path / "config.json").read_text()))
     except (OSError, KeyError, TypeError, ValueError) as e:
         why = e if isinstance(e, WeightsError) else f"not a usable config ({_one_line(e)})"
         raise WeightsError(f"{path / 'config.json'}: {why}") from None
     files = [path / "model.safetensors"]
     if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
         files = [path / f for f in _shards(index)]
-    sd = {}
-    for f in files:
-        sd.update(load_safetensors(f))
-    sd = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in sd.items()}
-    if config.family == "gpt2":
-        masks = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
-        sd = {k: v for k, v in sd.items() if not k.endswith(masks)}
-        for k in sd:  # GPT-2's Conv1D stores (in, out); nn.Linear wants (out, in)
-            if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-                sd[k] = sd[k].t()
-    if config.tie_embeddings:
-        sd.pop("lm_head.weight", None)  # some tied checkpoints still carry a copy
+    sd = {k.removeprefix("transformer.").removeprefix("model."): v
+          for f in files for k, v in load_safetensors(f).items()}
+    if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
+        conv1d = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
+        sd = {k: v.t().contiguous() if k.endswith(conv1d) else v for k, v in sd.items()
+              if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     return config, sd
 
 
@@ -547,9 +542,7 @@ def _read_meta(path):
         sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True,
                         mmap=True)
         dim, n_head = p["dim"], p["n_heads"]
-        hidden = int(2 * 4 * dim / 3)  # Meta's FeedForward width
-        if p.get("ffn_dim_multiplier"):
-            hidden = int(p["ffn_dim_multiplier"] * hidden)
+        hidden = int((p.get("ffn_dim_multiplier") or 1) * int(8 * dim / 3))  # Meta's FeedForward
         hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
         # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, 3.1 uses 8.
         scaling = p.get("rope_scaling")
@@ -574,39 +567,7 @@ def _read_meta(path):
                         (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
             if name in sd and sd[name].shape[0] == n * hd:
                 sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
-    sd = {k: v for k, v in sd.items()
-          if not k.startswith("rope.") and not (tied and k == "output.weight")}
-    return config, sd
-
-
-def _build_state_dict(model, sd, plan, path, dtype, device):
-    """Our state_dict from the file's tensors; a WeightsError names every missing, unexpected or
-    mis-shaped tensor."""
-    def listing(names):
-        names = sorted(names)
-        return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
-    expected = model.state_dict()
-    used = {n for names in plan.values() for n in names}
-    problems = []
-    if missing := [n for n in used if n not in sd] + [k for k in expected if k not in plan]:
-        problems.append(f"missing tensors: {listing(missing)}")
-    if unexpected := set(sd) - used:
-        problems.append(f"unexpected tensors: {listing(unexpected)}")
-    if not problems:
-        out = {}
-        for ours, names in plan.items():
-            ts = [sd[n] for n in names]
-            if len({t.shape[1:] for t in ts}) > 1:
-                problems.append(f"mis-shaped tensors: {listing(names)}")
-                continue
-            t = ts[0] if len(ts) == 1 else torch.cat(ts)
-            out[ours] = t.to(device=device, dtype=dtype).contiguous()
-        if bad := [f"{k} {tuple(out[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                   if k in out and out[k].shape != v.shape]:
-            problems.append(f"mis-shaped tensors: {listing(bad)}")
-    if problems:
-        raise WeightsError(f"{path}: " + "; ".join(problems))
-    return out
+    return config, {k: v for k, v in sd.items() if not k.startswith("rope.")}
 
 
 def _download(name):
@@ -628,12 +589,8 @@ def _download(name):
     folder = fetch("config.json").parent
     try:
         fetch("model.safetensors")
-    except WeightsError as first:
-        try:  # big models come in shards listed by an index
-            index = fetch("model.safetensors.index.json")
-        except WeightsError:
-            raise first from None
-        for shard in _shards(index):
+    except WeightsError:  # big models come in shards listed by an index
+        for shard in _shards(fetch("model.safetensors.index.json")):
             fetch(shard)
     data.hub_tokenizer(repo)  # its tokenizer files too: data.get_tokenizer(folder) reads them
     return folder
@@ -648,74 +605,61 @@ SAFETENSORS_DTYPES = {
     "F64": torch.float64, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
-MAX_HEADER = 100 * 2**20
+MAX_HEADER = 100 * 2**20  # the format's own limit: a hostile length cannot make us read gigabytes
 
 
 def load_safetensors(path):
     """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises
     WeightsError."""
-    def fail(msg):
-        raise WeightsError(f"{path}: {msg}")
+    def need(ok, why):
+        if not ok:
+            raise WeightsError(f"{path}: {why}")
 
-    def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            fail(f"duplicate name {next(k for k in keys if keys.count(k) > 1)!r} in header")
+    def unique(pairs):  # json.loads would keep the last of two equal names without a word
+        need(len(dict(pairs)) == len(pairs), "duplicate names in the header")
         return dict(pairs)
 
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < 8:
-                fail(f"truncated: {size} bytes")
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > MAX_HEADER or 8 + n > size:
-                fail(f"header length {n} is impossible for a file of {size} bytes")
+            need(size >= 8, f"truncated: {size} bytes")
+            n = int.from_bytes(f.read(8), "little")
+            need(n <= min(MAX_HEADER, size - 8), f"header length {n} is impossible ({size} bytes)")
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        header = json.loads(buf[8:8 + n].decode("utf-8"), object_pairs_hook=unique)
+    except WeightsError:
+        raise
     except OSError as e:
-        fail(f"cannot read ({_one_line(e)})")
-    try:
-        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        if isinstance(e, WeightsError):
-            raise
-        fail(f"header is not UTF-8 JSON ({_one_line(e)})")
-    if not isinstance(header, dict):
-        fail("header is not a JSON object")
+        raise WeightsError(f"{path}: cannot read ({_one_line(e)})") from None
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5000-digit number, [[[[...
+        raise WeightsError(f"{path}: header is not UTF-8 JSON ({_one_line(e)})") from None
+    need(isinstance(header, dict), "header is not a JSON object")
     header.pop("__metadata__", None)
-
     start, data_size = 8 + n, size - 8 - n
-    spans, out = [], {}
+    file, spans, out = torch.frombuffer(buf, dtype=torch.uint8), [], {}
     for name, info in header.items():
         where = f"tensor {name!r}"
-        if not isinstance(info, dict):
-            fail(f"{where}: entry is not an object")
+        need(isinstance(info, dict), f"{where}: entry is not an object")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in SAFETENSORS_DTYPES:
-            fail(f"{where}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            fail(f"{where}: shape {shape!r} is not a list of non-negative integers")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(type(o) is int for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_size):
-            fail(f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
-        dt = SAFETENSORS_DTYPES[dtype]
-        nbytes = offsets[1] - offsets[0]
-        if math.prod(shape) * dt.itemsize != nbytes:
-            fail(f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, "
-                 f"not {nbytes}")
-        spans.append((offsets[0], offsets[1], name))
-        if nbytes == 0:
-            out[name] = torch.empty(shape, dtype=dt)
-            continue
-        raw = torch.frombuffer(buf, dtype=torch.uint8, count=nbytes, offset=start + offsets[0])
-        if (start + offsets[0]) % dt.itemsize:  # misaligned data: copy it to aligned memory
+        need(isinstance(dtype, str) and dtype in SAFETENSORS_DTYPES,  # a list would not even hash
+             f"{where}: unknown dtype {dtype!r}")
+        need(isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape),
+             f"{where}: shape {shape!r} is not a list of non-negative integers")
+        need(isinstance(offsets, list) and [type(o) for o in offsets] == [int, int]
+             and 0 <= offsets[0] <= offsets[1] <= data_size,
+             f"{where}: data_offsets {offsets!r} outside the {data_size} data bytes")
+        dt, (begin, end) = SAFETENSORS_DTYPES[dtype], offsets
+        nbytes = math.prod(shape) * dt.itemsize
+        need(nbytes == end - begin, f"{where}: shape {shape} of {dtype} needs {nbytes} bytes, "
+                                    f"not {end - begin}")
+        raw = file[start + begin:start + end]
+        if (start + begin) % dt.itemsize:  # misaligned data: copy it to aligned memory
             raw = raw.clone()
         out[name] = raw.view(dt).reshape(shape)
+        spans.append((begin, end, name))
     spans.sort()
     for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
-        if begin < end:
-            fail(f"tensors {a!r} and {b!r} overlap")
+        need(begin >= end, f"tensors {a!r} and {b!r} overlap")
     return out
 
 

@@ -513,20 +513,28 @@ def test_default_downloads_go_to_the_cache(tmp_path, monkeypatch):
 
 
 def test_tar_extraction_stays_inside_its_folder(tmp_path):
-    tar_path = tmp_path / "data.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for name, body in [("data/dev/a_dev.csv", b"q,1,2,3,4,A\n"), ("../evil.txt", b"x"), ("/abs.txt", b"x")]:
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-        link = tarfile.TarInfo("data/dev/link.csv")
-        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        tar.addfile(link)
-    dest = tmp_path / "out"
-    data._extract_tar(tar_path, dest)
-    assert [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()] == ["data/dev/a_dev.csv"]
-    assert not (tmp_path / "evil.txt").exists() and not (dest / "data/dev/link.csv").exists()
-    assert data.get_task("mmlu").load("dev", dest)[0].answer == "A"
+    def archive(name, *members):
+        with tarfile.open(tmp_path / name, "w") as tar:
+            for member, body in [("data/dev/a_dev.csv", b"q,1,2,3,4,A\n"), *members]:
+                info = tarfile.TarInfo(member)
+                if body is None:  # a link to /etc/passwd
+                    info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                else:
+                    info.size = len(body)
+                tar.addfile(info, io.BytesIO(body or b""))
+        return tmp_path / name
+    data._extract_tar(archive("ok.tar", ("/abs.txt", b"x")), tmp_path / "ok")  # "/" is stripped
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()
+                  and p.suffix != ".tar") == ["ok/abs.txt", "ok/data/dev/a_dev.csv"]
+    assert data.get_task("mmlu").load("dev", tmp_path / "ok")[0].answer == "A"
+    for name, member in [("up.tar", ("../evil.txt", b"x")), ("link.tar", ("data/dev/l.csv", None))]:
+        with pytest.raises(DataError, match=f"{name}: not a whole, safe tar archive") as e:
+            data._extract_tar(archive(name, member), tmp_path / "bad")
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "bad/data/dev/l.csv").exists()
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "ok.tar").read_bytes()[:700])
+    with pytest.raises(DataError, match="cut.tar"):
+        data._extract_tar(tmp_path / "cut.tar", tmp_path / "cut")
 
 
 # -----------------------------------------------------------------------------

@@ -125,9 +125,9 @@ def load_qwen2(path, dtype=torch.float32):
     for block in model.h:
         block.attn.c_attn.bias = torch.nn.Parameter(torch.zeros(block.attn.c_attn.out_features))
     sd = {k.removeprefix("model."): v for k, v in M.load_safetensors(path / "model.safetensors").items()}
-    state = {ours: torch.cat([sd[n] for n in names]) for ours, names in M._weight_plan(model, "hf").items()}
+    state = M._to_ours(sd, config, "hf")  # the biases pass through under their own names
     for i in range(config.n_layer):
-        state[f"h.{i}.attn.c_attn.bias"] = torch.cat([sd[f"layers.{i}.self_attn.{x}_proj.bias"] for x in "qkv"])
+        state[f"h.{i}.attn.c_attn.bias"] = torch.cat([state.pop(f"layers.{i}.self_attn.{x}_proj.bias") for x in "qkv"])
     model.load_state_dict(state)
     model.tokenizer_spec = str(path)
     return model.to(dtype)
