@@ -1,0 +1,159 @@
+"""
+A pretrained instruct model on a laptop: SmolLM2-135M-Instruct, CPU, float32, greedy.
+
+    python experiments/smollm2.py --model DIR_OR_HUB_NAME     # every stage not yet on file
+    python experiments/smollm2.py --tables                    # the tables from the records
+
+Stages (declared before any test run; records in experiments/results/smollm2/, one JSON each):
+  prompt  the prompted partner's system prompt, chosen on validation (64 arith questions, the
+          model as it ships, forced stance 50/50): the candidate whose remarks carry their stance
+          most often (support and oppose averaged). The winner becomes discuss.PARTNER_SYSTEM.
+  zero    the model as it ships, on test: alone on arith and on GSM8K (200 questions each, turns
+          of 64 and 256 tokens); on arith as the paper's prompted partner (its own learner, forced
+          stance 50/50): the share of remarks that carry their stance and that carry the gold
+          answer; honest self-discussion.
+  cost    seconds per optimizer step at the pretrained-arith preset (batch 16): SFT, and SAIE
+          (the discussion generated, then the update); the mean of 2 steps after an untimed one.
+  train   SAIE against SFT from the model (saie.py --method compare, the pretrained-arith
+          preset): N = 2,000 training questions (the regime study's), a short warm-up on the
+          warm-up split, the prompted partner the shipped model (frozen), the best checkpoint on
+          100 validation questions every 10 steps, test (200 questions) once; seed 1337.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import data  # noqa: E402
+import discuss  # noqa: E402
+import eval as evaluation  # noqa: E402
+from model import load_model  # noqa: E402
+
+OUT = ROOT / "experiments" / "results" / "smollm2"
+HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had
+    "paper": dict(discuss.PARTNER_SYSTEM),
+    "steps": {
+        "support": "You check a student's answer to a math problem. The student is right. Say "
+                   "'I agree.', then redo the calculation step by step, one line per step, and "
+                   "end with a final line '#### <answer>'.",
+        "oppose": "You check a student's answer to a math problem. The student is wrong. Say "
+                  "'I disagree.', then solve the problem yourself step by step, one line per "
+                  "step, and end with a final line '#### <answer>' giving a different answer."},
+    "example": {
+        "support": "Reply to the student's answer in this form:\nI agree. 7 + 5 = 12\n12 * 2 = "
+                   "24\n#### 24\nRedo the student's steps for this problem and keep the "
+                   "student's final answer.",
+        "oppose": "Reply to the student's answer in this form:\nI disagree. 7 + 5 = 12\n12 * 2 "
+                  "= 24\n#### 24\nSolve this problem yourself, step by step, and reach a final "
+                  "answer different from the student's."},
+}
+
+
+def record(name):
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write(name, obj):
+    OUT.mkdir(parents=True, exist_ok=True)
+    data.write_atomic(OUT / f"{name}.json", json.dumps(obj, indent=1) + "\n")
+    print(f"wrote {OUT / f'{name}.json'}", flush=True)
+
+
+def remark_figures(task, examples, r):
+    """Stance carried (by stance) and the gold answer carried, over the partner's remarks."""
+    gold = [task.is_correct(t["text"], ex) for p, ex in zip(r["predictions"], examples)
+            for t in p["transcripts"][0]["turns"] if t["speaker"] == "partner"]
+    return {"alignment_by_stance": r.get("alignment_by_stance"), "remarks": len(gold),
+            "carry_gold": sum(gold) / max(len(gold), 1)}
+
+
+def figures(r):
+    keep = ("n", "accuracy", "ci95", "kept", "fixed", "alignment", "copy_rate", "unparsed")
+    return {k: r.get(k) for k in keep} | {"first": r["per_round"][0]["accuracy"],
+                                           "right": [p["correct"][-1] for p in r["predictions"]]}
+
+
+def discussion(model, tok, task, examples, turn, stance, seconds):
+    """Alone, then the model as its own partner: honest, or told its stance (prompted)."""
+    learner = discuss.Speaker(model, tok, turn)
+    heat = evaluation.HONEST_TEMPERATURE if stance == "honest" else 0.0
+    t0 = time.time()
+    r = evaluation.evaluate(learner, task, examples, discuss.Speaker(model, tok, turn, heat),
+                            stance, seed=0, batch_size=16)
+    seconds.append(time.time() - t0)
+    return r
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=HUB, help="a directory laid out like the hub's, or the name")
+    p.add_argument("--data-dir", help="a local copy of GSM8K (else downloaded)")
+    p.add_argument("--tables", action="store_true")
+    args = p.parse_args(argv)
+    if args.tables:
+        return print(tables())
+    model, tok, _ = load_model(args.model, "cpu")
+    arith, gsm8k = data.get_task("arith"), data.get_task("gsm8k")
+
+    if not record("prompt"):
+        val = arith.load("validation")[:64]
+        scores = {}
+        for name, prompt in PROMPTS.items():
+            discuss.PARTNER_SYSTEM.update(prompt)
+            r = discussion(model, tok, arith, val, 64, "both", [])
+            scores[name] = remark_figures(arith, val, r)
+            print(name, scores[name], flush=True)
+        discuss.PARTNER_SYSTEM.update(PROMPTS["paper"])
+        mean = lambda s: sum(s["alignment_by_stance"].values()) / 2
+        write("prompt", {"scores": scores, "chosen": max(scores, key=lambda k: mean(scores[k]))})
+    discuss.PARTNER_SYSTEM.update(PROMPTS[record("prompt")["chosen"]])
+
+    if not record("zero"):
+        test, seconds, out = arith.load("test")[:200], [], {}
+        for stance in ("both", "honest"):
+            r = discussion(model, tok, arith, test, 64, stance, seconds)
+            out[f"arith-{stance}"] = figures(r) | remark_figures(arith, test, r)
+        t0 = time.time()
+        g = gsm8k.load("test", args.data_dir)[:200]
+        r = evaluation.evaluate(discuss.Speaker(model, tok, 256), gsm8k, g, batch_size=16)
+        out["gsm8k-alone"] = figures(r)
+        write("zero", {"model": str(args.model), "seconds": seconds + [time.time() - t0], **out})
+
+
+def tables():
+    pct = evaluation.pct
+    lines = []
+    if pr := record("prompt"):
+        lines += ["Partner prompts on 64 validation questions (the model as it ships, forced "
+                  "stance): remarks that carry their stance (support / oppose) and the gold "
+                  "answer.", "", evaluation.markdown(
+                      ["prompt", "support", "oppose", "carry gold", "chosen"],
+                      [[k, pct(s["alignment_by_stance"].get("support")),
+                        pct(s["alignment_by_stance"].get("oppose")), pct(s["carry_gold"]),
+                        "yes" if k == pr["chosen"] else ""] for k, s in pr["scores"].items()])]
+    if z := record("zero"):
+        a, h, g = z["arith-both"], z["arith-honest"], z["gsm8k-alone"]
+        s = a["alignment_by_stance"]
+        lines += ["", evaluation.markdown(["measure (200 test questions, greedy)", "figure"], [
+            ["arith alone", f"{pct(a['first'])}%"],
+            ["GSM8K alone", f"{pct(g['accuracy'])}%"],
+            ["prompted partner: remarks carrying their stance, support / oppose",
+             f"{pct(s.get('support'))}% / {pct(s.get('oppose'))}%"],
+            ["prompted partner: remarks carrying the gold answer", f"{pct(a['carry_gold'])}%"],
+            ["forced-stance discussion: alone → after (kept, fixed)",
+             f"{pct(a['first'])} → {pct(a['accuracy'])} ({pct(a['kept'])}, {pct(a['fixed'])})"],
+            ["honest self-discussion: alone → after (kept, fixed)",
+             f"{pct(h['first'])} → {pct(h['accuracy'])} ({pct(h['kept'])}, {pct(h['fixed'])})"],
+        ])]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    data.cli(main, "experiments/smollm2.py")
