@@ -68,8 +68,7 @@ class Transcript:
     @classmethod
     def from_json(cls, line):
         d = json.loads(line)  # other keys (the step) are the writer's, not the transcript's
-        turns = [Turn(**t) for t in d["turns"]]
-        return cls(d["question"], d["gold"], d["stance"], d["id"], turns)
+        return cls(d["question"], d["gold"], d["stance"], d["id"], [Turn(**t) for t in d["turns"]])
 
 
 def stances_for(n, mode, rng):
@@ -233,10 +232,9 @@ def scripted_discussion(task, ex, rng):
 
 
 class OraclePartner:
-    """A control, not the method: a partner that knows the gold answer and remarks as the scripted
-    rounds do (support restates the learner's turn; oppose derives the gold answer when the learner
-    is wrong, a slipped one when it is right). With it, SAIE's learner speaks on-policy while its
-    partner is an oracle. Speaks like a Speaker; `examples` are the questions it may be asked."""
+    """A control, not the method: a partner that knows the gold answer and remarks as
+    scripted_discussion does, so that SAIE's learner speaks on-policy beside an oracle partner.
+    Speaks like a Speaker; `examples` are the questions it may be asked."""
 
     def __init__(self, task, examples):
         self.task, self.gold = task, {ex.id: ex for ex in examples}
@@ -259,9 +257,8 @@ def remark_sequences(tok, task, examples, rng):
 
 
 def scripted_sequences(tok, task, examples, rng):
-    """Gold-scripted discussions (a control): after a scripted round, the learner's next turn, its
-    target the gold answer. SAIE's transcript shape, but nobody generated it: an oracle wrote both
-    the learner's turn and the remark."""
+    """Gold-scripted discussions (a control): SAIE's shape (a round, then the learner's next turn
+    with the gold target), but an oracle wrote the learner's turn and the remark."""
     seqs = []
     for ex in examples:
         tr, remark = scripted_discussion(task, ex, rng)
