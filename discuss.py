@@ -68,8 +68,7 @@ class Transcript:
     @classmethod
     def from_json(cls, line):
         d = json.loads(line)  # other keys (the step) are the writer's, not the transcript's
-        turns = [Turn(**t) for t in d["turns"]]
-        return cls(d["question"], d["gold"], d["stance"], d["id"], turns)
+        return cls(d["question"], d["gold"], d["stance"], d["id"], [Turn(**t) for t in d["turns"]])
 
 
 def stances_for(n, mode, rng):
@@ -233,10 +232,9 @@ def scripted_discussion(task, ex, rng):
 
 
 class OraclePartner:
-    """A control, not the method: a partner that knows the gold answer and remarks as the scripted
-    rounds do (support restates the learner's turn; oppose derives the gold answer when the learner
-    is wrong, a slipped one when it is right). With it, SAIE's learner speaks on-policy while its
-    partner is an oracle. Speaks like a Speaker; `examples` are the questions it may be asked."""
+    """A control, not the method: a partner that knows the gold answer and remarks as
+    scripted_discussion does, so that SAIE's learner speaks on-policy beside an oracle partner.
+    Speaks like a Speaker; `examples` are the questions it may be asked."""
 
     def __init__(self, task, examples):
         self.task, self.gold = task, {ex.id: ex for ex in examples}
@@ -259,9 +257,8 @@ def remark_sequences(tok, task, examples, rng):
 
 
 def scripted_sequences(tok, task, examples, rng):
-    """Gold-scripted discussions (a control): after a scripted round, the learner's next turn, its
-    target the gold answer. SAIE's transcript shape, but nobody generated it: an oracle wrote both
-    the learner's turn and the remark."""
+    """Gold-scripted discussions (a control): SAIE's shape (a round, then the learner's next turn
+    with the gold target), but an oracle wrote the learner's turn and the remark."""
     seqs = []
     for ex in examples:
         tr, remark = scripted_discussion(task, ex, rng)
@@ -296,7 +293,6 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from model import WeightsError, load_model, method_name  # noqa: E402
 
@@ -315,39 +311,90 @@ class Table:
     """One question discussed by one or two learners. Each hears the same moves, replayed for it:
     ("say", text) a remark as typed, ("agree", None), or ("partner", stance)."""
 
-    def __init__(self, task, load, args):
-        self.task, self.load, self.args = task, load, args
-        self.learners = [self.speaker(path) for path in (args.ckpt, args.vs) if path]
-        self.ex, self.moves, self.trs = None, [], []
+    def __init__(self, task, tests, args):
+        self.task, self.tests, self.args, self.rng = task, tests, args, random.Random(args.seed)
+        self.load = functools.cache(lambda path: load_model(path, args.device))
+        self.learners = [self.learner(path) for path in (args.ckpt, args.vs) if path]
+        self.partner, self.ex, self.moves, self.trs = None, None, [], []
 
-    def speaker(self, path):
-        """(name, Speaker) of a checkpoint: 'sft' for out/sft/ckpt.pt, 'arith-warmup' for ours."""
-        model, tok, _ = self.load(path)
-        args = self.args
-        return method_name(path), Speaker(model, tok, args.max_turn_tokens, args.temperature)
+    def speaker(self, path, temperature):
+        model, tok, remarks = self.load(path)
+        return Speaker(model, tok, self.args.max_turn_tokens, temperature, remarks=remarks)
 
-    def start(self, ex):
-        self.ex, self.moves = ex, []
-        gold = f"  (gold answer: {ex.answer})" if ex.answer else ""
-        print(f"\nQuestion {ex.id}: {ex.question}{gold}")
-        self.trs = [self.replay(sp) for _, sp in self.learners]
+    def learner(self, path):
+        """(name, Speaker): 'sft' for out/sft/ckpt.pt, 'arith-warmup' for the shipped warm-up."""
+        return method_name(path), self.speaker(path, self.args.temperature)
+
+    def act_on(self, line):
+        """Do what one typed line says: a command, or a remark for the learners. False on :quit."""
+        command, _, rest = line.partition(" ")
+        rest = rest.strip()
+        if command in (":quit", ":q"):
+            return False
+        if command == ":help":
+            print(HELP)
+        elif command == ":new":
+            self.start(rest)
+        elif command == ":partner" and rest not in STANCES:
+            print("which stance? :partner support, or :partner oppose")
+        elif command == ":partner":
+            self.partner = self.speaker(self.args.partner, self.args.partner_temperature)
+            if partner_mode(self.partner.tok, self.partner.remarks) != "reflect":
+                self.hear(("partner", rest))
+            else:
+                print(f"{self.args.partner} never learned to remark (no 'remarks' in its "
+                      f"checkpoint) and cannot follow instructions: pick another --partner")
+        elif command == ":swap":
+            self.swap(rest)
+        elif command.startswith(":"):
+            print(f"no command {command}; :help lists them")
+        elif line.lower() == "agree":
+            self.hear(("agree", None))
+        elif line:
+            self.note_unseen(text := typed_remark(line))
+            self.hear(("say", text))
+        return True
+
+    def start(self, which=""):
+        """Start on a random test question, test question N, or a question the student typed."""
+        if which.isdecimal() and int(which) >= len(self.tests):
+            print(f"the test split has questions 0 to {len(self.tests) - 1}")
+            return
+        if which.isdecimal():
+            self.ex = self.tests[int(which)]
+        elif which:
+            self.note_unseen(which)
+            self.ex = data.Example(which, rationale="", answer="", id="(yours)")
+        else:
+            self.ex = self.rng.choice(self.tests)
+        gold = f"  (gold answer: {self.ex.answer})" if self.ex.answer else ""
+        print(f"\nQuestion {self.ex.id}: {self.ex.question}{gold}")
+        self.moves, self.trs = [], []
+        self.catch_up()
         self.show(0)
 
-    def replay(self, speaker):
-        tr = Transcript(self.ex.question, self.ex.answer, id=self.ex.id)
-        self.answer(tr, speaker)
-        for move in self.moves:
-            self.remark(tr, move)
-            self.answer(tr, speaker)
-        return tr
-
-    def play(self, move):
-        """One round for every learner: the remark, then its next answer."""
+    def hear(self, move):
+        """Every learner hears one more remark, then answers again."""
         self.moves.append(move)
-        for tr, (_, sp) in zip(self.trs, self.learners):
-            self.remark(tr, move)
-            self.answer(tr, sp)
+        self.catch_up()
         self.show(len(self.trs[0].turns) - 2, typed=move[0] == "say")
+
+    def catch_up(self):
+        """Each learner hears the moves it has not heard, answering after each; a learner new to the
+        question answers it first (so one put beside another hears the discussion replayed)."""
+        for _, speaker in self.learners[len(self.trs):]:
+            self.trs.append(Transcript(self.ex.question, self.ex.answer, id=self.ex.id))
+            self.answer(self.trs[-1], speaker)
+        for (_, speaker), tr in zip(self.learners, self.trs):
+            for kind, arg in self.moves[len(tr.turns) // 2:]:  # turns: an answer, then pairs
+                if kind == "partner":
+                    tr.stance = arg
+                    seed = self.args.seed + len(tr.turns)
+                    add_turns([tr], self.partner, "partner", self.task, seed)
+                else:
+                    text = f"{OPENER['support']} {tr.turns[-1].text}" if kind == "agree" else arg
+                    tr.turns.append(Turn("partner", text, self.task.extract(text)))
+                self.answer(tr, speaker)
 
     def answer(self, tr, speaker):
         room = speaker.model.config.block_size - speaker.max_new_tokens
@@ -356,56 +403,34 @@ class Table:
                   f"sees only the end of it, maybe not the question. :new starts over")
         add_turns([tr], speaker, "learner", self.task, seed=self.args.seed + len(tr.turns))
 
-    def remark(self, tr, move):
-        kind, arg = move
-        if kind == "partner":
-            tr.stance = arg
-            add_turns([tr], self.partner(), "partner", self.task, self.args.seed + len(tr.turns))
-        else:
-            text = f"{OPENER['support']} {tr.turns[-1].text}" if kind == "agree" else arg
-            tr.turns.append(Turn("partner", text, self.task.extract(text)))
-
     def swap(self, path):
-        """Put a second learner beside the first, replaying this discussion for it; with no path and
-        two learners, go back to one."""
-        if path is None and len(self.learners) == 2:
+        """Put a second learner (path, else --vs) beside the first; with neither, back to one."""
+        if not path and len(self.learners) == 2:
             del self.learners[1:], self.trs[1:]
             print(f"back to one learner: {self.learners[0][0]}")
         elif path or self.args.vs:
-            self.learners[1:] = [self.speaker(path or self.args.vs)]
-            self.trs[1:] = [self.replay(self.learners[1][1])]
+            self.learners[1:] = [self.learner(path or self.args.vs)]
+            del self.trs[1:]
+            self.catch_up()
             self.show(0)
         else:
             print("beside which checkpoint? :swap PATH (or start with --vs PATH)")
 
     def note_unseen(self, text):
-        """Note the words a learner has no token for: it reads them as bytes it never trained on."""
-        for name, sp in self.learners:
-            if unseen := unseen_words(sp.tok, text):
+        for name, speaker in self.learners:
+            if unseen := unseen_words(speaker.tok, text):
                 print(f"note: {name} has no token for {', '.join(unseen)}: it reads them as raw "
                       f"bytes it never saw in training")
 
-    def partner(self):
-        """The --partner's Speaker, or None (saying why) when it can neither remark nor follow
-        instructions."""
-        model, tok, remarks = self.load(self.args.partner)
-        if partner_mode(tok, remarks) != "reflect":
-            return Speaker(model, tok, self.args.max_turn_tokens, self.args.partner_temperature)
-        print(f"{self.args.partner} never learned to remark (no 'remarks' in its checkpoint) and "
-              f"cannot follow instructions: pick another --partner")
-
     def show(self, start, typed=False):
         """Turns from `start` on, a column per learner; a remark you typed is not repeated."""
-        blocks = []
-        for tr in self.trs:
-            lines, before = [], None
-            for i, t in enumerate(tr.turns):
-                if i >= start and t.speaker == "learner":
-                    lines += labelled("learner: ", t.text) + [self.verdict(t, before, i)]
-                elif i >= start and not typed:
+        blocks = [[] for _ in self.trs]
+        for tr, lines in zip(self.trs, blocks):
+            for i, t in enumerate(tr.turns[start:], start):
+                if t.speaker == "learner":
+                    lines += labelled("learner: ", t.text) + [self.verdict(tr.turns, i)]
+                elif not typed:
                     lines += labelled("partner: ", t.text)
-                before = t.answer if t.speaker == "learner" else before
-            blocks.append(lines)
         if len(blocks) == 1:
             print("\n".join(blocks[0]))
             return
@@ -415,18 +440,21 @@ class Table:
         for left, right in itertools.zip_longest(*columns, fillvalue=""):
             print(f"{left:<{width}} | {right}".rstrip())
 
-    def verdict(self, turn, before, i):
-        """'=> 34: right; changed its mind (35 -> 34)': an answer against the gold and the last."""
-        if turn.answer is None:
+    def verdict(self, turns, i):
+        """'=> 34: right; changed its mind (35 -> 34)': learner turn i against the gold answer and
+        the learner's answer before it."""
+        answer = turns[i].answer
+        if answer is None:
             said = "=> no final answer"
         elif not self.ex.answer:
-            said = f"=> {turn.answer} (no gold answer to check it against)"
+            said = f"=> {answer} (no gold answer to check it against)"
         else:
-            right = self.task.is_correct(turn.text, self.ex)
-            said = f"=> {turn.answer}: {'right' if right else 'wrong'}"
+            right = self.task.is_correct(turns[i].text, self.ex)
+            said = f"=> {answer}: {'right' if right else 'wrong'}"
         if i > 0:
-            said += ("; kept its answer" if turn.answer == before else
-                     f"; changed its mind ({before} -> {turn.answer})")
+            before = turns[i - 2].answer
+            said += ("; kept its answer" if answer == before else
+                     f"; changed its mind ({before} -> {answer})")
         return said
 
 
@@ -444,8 +472,29 @@ def unseen_words(tok, text):
     return [w for w in text.split() if any(len(tok.encode(" " + p)) > 1 for p in parts.findall(w))]
 
 
-def play(argv=None):
-    warmup = str(Path(__file__).resolve().parent / "assets" / "arith-warmup.pt")
+def typed_remark(line):
+    """The remark a typed line stands for, written as the trained remarks are: a step per line (a
+    typed \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
+    if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
+        return OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
+    return re.sub(r"\s*####\s*", "\n#### ", line.replace("\\n", "\n"))
+
+
+def read_line(prompt):
+    """A line typed at the terminal or read from a pipe (echoed, as a terminal shows it), stripped;
+    None at the end of the input (Ctrl-D)."""
+    try:
+        line = input(prompt)
+    except EOFError:
+        print()
+        return None
+    if not sys.stdin.isatty():
+        print(line)
+    return line.strip()
+
+
+def main(argv=None):
+    warmup = os.path.join(os.path.dirname(__file__), "assets", "arith-warmup.pt")
     p = argparse.ArgumentParser(description="Play the partner: you remark, the learner reacts.",
                                 epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default=warmup, help="the learner (default: assets/arith-warmup.pt)")
@@ -462,86 +511,26 @@ def play(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    args.max_turn_tokens = args.max_turn_tokens or data.get_task(args.task).turn_tokens
     task = data.get_task(args.task)
+    args.max_turn_tokens = args.max_turn_tokens or task.turn_tokens
     tests = task.load(task.splits[-1], args.data_dir)
     if args.question is not None and not 0 <= args.question < len(tests):
         p.error(f"--question: the {task.name} test split has questions 0 to {len(tests) - 1}")
-    load = functools.lru_cache(maxsize=None)(lambda path: load_model(path, args.device))
-    table, rng = Table(task, load, args), random.Random(args.seed)
+    table = Table(task, tests, args)
     sys.stdin.reconfigure(errors="replace")  # a non-UTF-8 byte becomes a character, not a crash
     if sys.stdin.isatty():
         import readline  # noqa: F401 (line editing and history for input())
     shown = [os.path.relpath(path) for path in (args.ckpt, args.vs) if path]
     print(f"learner: {' beside '.join(shown)}\n{HELP}")
-    try:
-        table.start(tests[args.question] if args.question is not None else rng.choice(tests))
-        while (line := read("you> ")) is not None:
-            try:
-                if not take(table, line, tests, rng):
-                    break
-            except (data.DataError, WeightsError) as e:  # a bad :swap path ends nothing
-                print(f"error: {e}")
-    except KeyboardInterrupt:
-        print()
-        sys.exit(130)
-
-
-def read(prompt):
-    """A line from the terminal or a pipe (echoed then, as a terminal shows it); None at the end."""
-    try:
-        line = input(prompt)
-    except EOFError:
-        print()
-        return None
-    if not sys.stdin.isatty():
-        print(line)
-    return line.strip()
-
-
-def take(table, line, tests, rng):
-    """Act on one line the student typed; False on :quit."""
-    command, _, rest = line.partition(" ")
-    rest = rest.strip()
-    if not line:
-        pass
-    elif command in (":quit", ":q"):
-        return False
-    elif command == ":help":
-        print(HELP)
-    elif command == ":new":
-        if rest.isdigit() and int(rest) >= len(tests):
-            print(f"the test split has questions 0 to {len(tests) - 1}")
-        elif not rest or rest.isdigit():
-            table.start(tests[int(rest)] if rest else rng.choice(tests))
-        else:
-            table.note_unseen(rest)
-            table.start(data.Example(rest, rationale="", answer="", id="(yours)"))
-    elif command == ":partner":
-        if rest not in STANCES:
-            print("which stance? :partner support, or :partner oppose")
-        elif table.partner():
-            table.play(("partner", rest))
-    elif command == ":swap":
-        table.swap(rest or None)
-    elif command.startswith(":"):
-        print(f"no command {command}; :help lists them")
-    elif line.lower() == "agree":
-        table.play(("agree", None))
-    else:
-        text = typed_remark(line)
-        table.note_unseen(text)
-        table.play(("say", text))
-    return True
-
-
-def typed_remark(line):
-    """The remark a typed line stands for, written as the trained remarks are: a step per line (a
-    typed \\n), the answer on a line of its own. 'disagree 5' is "I disagree." and "#### 5"."""
-    if m := re.fullmatch(r"disagree(?:\s+(\S+))?", line, re.IGNORECASE):
-        return OPENER["oppose"] + (f"\n#### {m[1]}" if m[1] else "")
-    return re.sub(r"\s*####\s*", "\n#### ", line.replace("\\n", "\n"))
+    table.start("" if args.question is None else str(args.question))
+    # Ctrl-C anywhere ends the session through data.cli: exit status 130, no traceback.
+    while (line := read_line("you> ")) is not None:
+        try:
+            if not table.act_on(line):
+                break
+        except (data.DataError, WeightsError) as e:  # a bad :swap path ends nothing
+            print(f"error: {e}")
 
 
 if __name__ == "__main__":
-    data.cli(play, "discuss.py")
+    data.cli(main, "discuss.py")
