@@ -2,40 +2,26 @@
 Evaluation: is the SAIE-trained model better alone, and better when it discusses?
 
     python eval.py --ckpt out/saie/ckpt.pt --task arith --mode single
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --stance honest
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --rounds 2 --stance oppose
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner assets/arith-warmup.pt
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --rounds 2 --stance honest
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner out/sft/ckpt.pt
+    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3
     python eval.py --compare out/eval/*/results.json
-    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
 
-(out/saie/ckpt.pt is the arith SAIE model of `python saie.py`; a GSM8K model, e.g. from
-`python saie.py --task gsm8k --init gpt2 --out out/gsm8k-gpt2`, is out/gsm8k-gpt2/saie/ckpt.pt.)
-
-Four modes (the paper's evaluation):
-- single: question -> reasoning -> answer. With --samples k: majority vote over k samples.
-- self:   the model discusses with a copy of itself in the partner's role for R rounds.
-- multi:  the same, with another model (--partner) as the partner: one fixed partner for every
-          learner compared, so that learners are compared on the same remarks.
-- debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R
-          rounds every agent sees its own history plus the other agents' previous answers and
-          answers again; the final answer is the majority vote of the last round.
-How the partner chooses its stance (--stance):
-- honest: the partner answers the question on its own first (sampled), then each remark opens with
-          "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with
-          its own derivation. Nobody is told what to think: a discussion, as in Du et al.'s debate.
-- both / support / oppose (forced stance): the partner is told its stance, 50/50 with the seed for
-          `both`. This is a stress test: how often a right answer survives opposition (kept) and a
-          wrong one is fixed under support or opposition (fixed); its remarks follow the stance only
-          as well as the partner learned the remark role (`alignment`).
-The partner remarks as it can (`discuss.partner_mode`): "trained" (our checkpoints learned the remark
-format in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner
-answers again after its own previous answer, no remark in between), or "honest" (any model: it only
-answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
-round 0 = alone. An answer that does not parse is never correct. Every generate call is batched.
-Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired
-table of --compare and saie.py's report. Figures that measure nothing are marked as such
-(`caveats`): ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and
-debate by a model that never saw the debate format.
+Modes:
+- single: question -> reasoning -> answer (--samples k: the majority vote of k samples).
+- self:   R rounds of discussion with a copy of itself as the partner.
+- multi:  the same with another model, one fixed --partner for every learner compared.
+- debate: Du et al., inference only: N sampled agents answer, then each round every agent sees
+          the others' previous answers and answers again; the last round's vote counts.
+Stances (--stance) of the partner:
+- honest: it answers alone first; each remark opens with "I agree." when that answer is the
+          learner's latest, else "I disagree.", and goes on with its own derivation.
+- both (50/50 by seed), support, oppose: it is told its stance. A stress test: is a right answer
+          kept under opposition (kept), a wrong one fixed (fixed)?
+How a partner remarks is discuss.partner_mode's (trained, prompted, honest; reflect: no remark).
+Round 0 is the answer alone; an unparsed answer is never correct. `mcnemar` pairs two models on
+the same questions; `caveats` mark figures that measure nothing (ROUGE on arith, debate by a
+model never shown its format).
 """
 
 import argparse
@@ -58,7 +44,7 @@ STANCE_RULES = ("honest", "both", "support", "oppose")
 HONEST_TEMPERATURE = 0.7   # the honest partner samples its answer: a greedy copy would always agree
 
 # -----------------------------------------------------------------------------
-# Statistics: confidence interval, majority vote, ROUGE
+# Statistics: confidence interval, paired test, majority vote, ROUGE
 
 
 def wilson(k, n, z=1.959964):
@@ -72,9 +58,8 @@ def wilson(k, n, z=1.959964):
 
 
 def mcnemar(a, b):
-    """Two models' right/wrong on the same questions, in the same order: the paired difference in
-    accuracy (a - b), the questions only one got right, and McNemar's exact two-sided p (a binomial
-    test with p = 1/2 on the questions where they disagree)."""
+    """Two models' right/wrong on the same questions, in order: the difference a - b, the questions
+    only one got right, McNemar's exact two-sided p (binomial, p = 1/2, on the disagreements)."""
     if len(a) != len(b):
         raise ValueError(f"paired comparison of {len(a)} and {len(b)} answers")
     only_a = sum(bool(x) and not y for x, y in zip(a, b))
@@ -82,6 +67,10 @@ def mcnemar(a, b):
     m, k = only_a + only_b, min(only_a, only_b)
     p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
     return dict(n=len(a), only_a=only_a, only_b=only_b, diff=_rate(only_a - only_b, len(a)), p=p)
+
+
+def _rate(k, n):
+    return k / n if n else None
 
 
 def majority(answers):
@@ -104,14 +93,13 @@ def _f1(overlap, n_candidate, n_reference):
 
 def rouge_n(candidate, reference, n):
     """ROUGE-N F1: clipped n-gram overlap."""
-    def grams(t):
-        return Counter(zip(*(t[i:] for i in range(n))))
-    c, r = grams(tokens(candidate)), grams(tokens(reference))
+    grams = lambda text: Counter(zip(*(tokens(text)[i:] for i in range(n))))
+    c, r = grams(candidate), grams(reference)
     return _f1(sum((c & r).values()), sum(c.values()), sum(r.values()))
 
 
 def rouge_l(candidate, reference):
-    """ROUGE-L F1 (beta = 1): the longest common subsequence, one row of the DP table at a time."""
+    """ROUGE-L F1: the longest common subsequence, one row of the DP table at a time."""
     c, r = tokens(candidate), tokens(reference)
     prev = [0] * (len(r) + 1)
     for x in c:
@@ -131,18 +119,13 @@ def rationale(text):
     """The reasoning of an answer: the text before its final '####' line."""
     return text.split("####")[0].strip()
 
-
-def _rate(k, n):
-    return k / n if n else None
-
 # -----------------------------------------------------------------------------
 # The modes
 
 
 def honest_discussion(learner, partner, task, examples, rounds, seed=0):
-    """The honest partner answers each question on its own, once; each remark then opens with
-    "I agree." when that answer is the learner's latest one, else "I disagree.", followed by the
-    partner's own derivation. Turns and seeds as in discuss.discuss(final_answer=True)."""
+    """The partner answers each question alone, once; each remark is that answer under the opener
+    its comparison with the learner's latest answer calls for. Seeds as in discuss.discuss."""
     trs = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
     own = partner.speak(trs, "learner", seed=seed + 2 * rounds + 1)  # asked alone: no turns yet
     for r in range(rounds):
@@ -157,9 +140,8 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
 
 
 class CachedSpeaker(Speaker):
-    """A greedy Speaker that reuses the turns it already generated for the same prompt (`cache`,
-    shared by the evaluations of one model): a discussion's first answer is the answer alone, so
-    evaluating a model alone and in several discussions generates it once."""
+    """A greedy Speaker that reuses the turns it generated for the same prompt (`cache`, shared by
+    one model's evaluations): a discussion opens with the answer alone, so it is generated once."""
 
     def __init__(self, *args, cache, **kw):
         super().__init__(*args, **kw)
@@ -173,8 +155,8 @@ class CachedSpeaker(Speaker):
 
 
 def debate(speaker, task, examples, agents, rounds, seed=0):
-    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one
-    call. From round 1 on, each agent is first shown the others' previous answers, by number."""
+    """Du et al.'s debate: `agents` transcripts per question, all speaking in one call; from round
+    1 on, each agent is first shown the others' previous answers, by number."""
     groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)]
               for ex in examples]
     flat = [tr for group in groups for tr in group]
@@ -196,11 +178,10 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
              agents=0, batch_size=32, seed=0, log=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, the discussion's dynamics.
 
-    learner: the Speaker evaluated (its model, turn length and sampling). Alone when there is no
-    partner (samples > 1 with a sampling learner: a majority vote); in discussion with `partner`,
-    a Speaker in the partner's role (on the learner's own model: a self-discussion), for `rounds`
-    rounds, its stance `honest` or forced (both | support | oppose); in debate with `agents`
-    copies of the learner (Du et al.). batch_size: sequences per generate call.
+    learner: the Speaker evaluated. Alone without a partner (samples > 1: a majority vote, if it
+    samples); with `partner`, a Speaker in the partner's role (on the learner's own model: self),
+    for `rounds` rounds under `stance`; or in a debate of `agents` copies of the learner.
+    batch_size: sequences per generate call.
     """
     mode = ("debate" if agents else "single" if partner is None else
             "self" if partner.model is learner.model else "multi")
@@ -209,8 +190,8 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
                        (samples > 1 and (mode != "single" or learner.temperature <= 0),
                         "samples > 1 needs a learner alone that samples (temperature > 0)"),
                        (mode != "single" and rounds < 1, f"mode {mode} needs rounds >= 1"),
-                       (agents and (agents < 2 or partner), "a debate needs 2 agents or more, "
-                                                            "and no partner"),
+                       (agents and (agents < 2 or partner),
+                        "a debate needs 2 agents or more, and no partner"),
                        (how == "reflect" and mode == "multi", "the partner can neither follow "
                         "instructions nor was trained to remark")):
         if wrong:
@@ -251,7 +232,7 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
 
 
 def score(task, examples, groups, config):
-    """Results dict from one group of transcripts per question (several: samples, debating agents)."""
+    """The results from one group of transcripts per question (several: samples, agents)."""
     rounds, preds = config["rounds"], []
     for ex, group in zip(examples, groups):
         learner_turns = [[t for t in tr.turns if t.speaker == "learner"] for tr in group]
@@ -269,33 +250,30 @@ def score(task, examples, groups, config):
             p["rouge"] = rouge(rationale(shown.text), ex.rationale)
         preds.append(p)
 
-    n = len(preds)
-    per_round = []
-    for r in range(rounds + 1):
-        k = sum(p["correct"][r] for p in preds)
-        per_round.append(dict(round=r, correct=k, accuracy=_rate(k, n), ci95=wilson(k, n)))
-    right0 = [p for p in preds if p["correct"][0]]
-    wrong0 = [p for p in preds if not p["correct"][0]]
-    scored = [p["rouge"] for p in preds if "rouge" in p]
-    res = dict(mode=config["mode"], task=config["task"], n=n,
-               correct=per_round[-1]["correct"], accuracy=per_round[-1]["accuracy"],
-               ci95=per_round[-1]["ci95"], rounds=rounds, per_round=per_round,
+    n, scored = len(preds), [p["rouge"] for p in preds if "rouge" in p]
+    right = [sum(p["correct"][r] for p in preds) for r in range(rounds + 1)]
+    per_round = [dict(round=r, correct=k, accuracy=_rate(k, n), ci95=wilson(k, n))
+                 for r, k in enumerate(right)]
+    last = per_round[-1]
+    res = dict(mode=config["mode"], task=config["task"], n=n, correct=last["correct"],
+               accuracy=last["accuracy"], ci95=last["ci95"], rounds=rounds, per_round=per_round,
                unparsed=_rate(sum(p["answers"][-1] is None for p in preds), n),
-               rouge={k: sum(s[k] for s in scored) / len(scored) for k in scored[0]} if scored else None)
+               rouge={k: sum(s[k] for s in scored) / len(scored) for k in scored[0]}
+               if scored else None)
     if rounds:
-        res.update(kept=_rate(sum(p["correct"][-1] for p in right0), len(right0)),
-                   fixed=_rate(sum(p["correct"][-1] for p in wrong0), len(wrong0)),
+        right0 = [p["correct"][-1] for p in preds if p["correct"][0]]
+        wrong0 = [p["correct"][-1] for p in preds if not p["correct"][0]]
+        res.update(kept=_rate(sum(right0), len(right0)), fixed=_rate(sum(wrong0), len(wrong0)),
                    changed=_rate(sum(p["changed"] for p in preds), n),
                    after_vs_alone=mcnemar([p["correct"][-1] for p in preds],
                                           [p["correct"][0] for p in preds]))
     if config["stance"]:
         res.update(remark_stats(task, examples, groups))
         if config["stance"] == "honest":  # the opener follows the answers: aligned by construction
-            res.update(alignment=None, agreed=_rate(sum(p["stance"] == "support" for p in preds), n))
-    notes = []
-    if res["rouge"] and task.name == "arith":
-        notes.append("ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only "
-                     "restates accuracy; not a finding")
+            agreed = sum(p["stance"] == "support" for p in preds)
+            res.update(alignment=None, agreed=_rate(agreed, n))
+    notes = ["ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only restates "
+             "accuracy; not a finding"] if res["rouge"] and task.name == "arith" else []
     return {**res, "partner_mode": config["partner_mode"], "caveats": notes, "config": config,
             "predictions": preds}
 
@@ -310,11 +288,12 @@ def remark_stats(task, examples, groups):
             right = remark.answer is not None and bool(task.is_correct(remark.text, ex))
             copies[right][0] += final.answer is not None and final.answer == remark.answer
             copies[right][1] += 1
-    present = sorted({tr.stance for tr in trs})
     return dict(alignment=stance_alignment(trs),
-                alignment_by_stance={s: stance_alignment([t for t in trs if t.stance == s]) for s in present},
+                alignment_by_stance={s: stance_alignment([t for t in trs if t.stance == s])
+                                     for s in sorted({tr.stance for tr in trs})},
                 copy_rate=_rate(copies[True][0] + copies[False][0], len(trs)),
-                copy_rate_partner_right=_rate(*copies[True]), copy_rate_partner_wrong=_rate(*copies[False]))
+                copy_rate_partner_right=_rate(*copies[True]),
+                copy_rate_partner_wrong=_rate(*copies[False]))
 
 # -----------------------------------------------------------------------------
 # Output: results.json, predictions.jsonl, report.html (each written atomically)
