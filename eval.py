@@ -296,7 +296,7 @@ def remark_stats(task, examples, groups):
                 copy_rate_partner_wrong=_rate(*copies[False]))
 
 # -----------------------------------------------------------------------------
-# Output: results.json, predictions.jsonl, report.html (each written atomically)
+# Output: results.json, predictions.jsonl, tables, report.html (files written atomically)
 
 
 def write_json(path, obj):
@@ -315,16 +315,20 @@ def save(results, out_dir):
 def load_results(path):
     """A results.json, with the predictions.jsonl beside it when there is one."""
     path = Path(path)
-    results = json.loads(path.read_text())
-    preds = path.with_name("predictions.jsonl")
+    results, preds = json.loads(path.read_text()), path.with_name("predictions.jsonl")
     if preds.exists():
-        results["predictions"] = [json.loads(line) for line in preds.read_text().splitlines() if line]
+        results["predictions"] = [json.loads(x) for x in preds.read_text().splitlines() if x]
     return results
 
 
 def pct(x):
-    """A share as a percentage, one decimal; "–" for None. saie.py prints its table with it too."""
+    """A share as a percentage, one decimal; "–" for None."""
     return "–" if x is None else f"{100 * x:.1f}"
+
+
+def p_value(x):
+    """A p-value as every table prints it."""
+    return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
 
 
 def label(r):
@@ -334,16 +338,11 @@ def label(r):
 
 COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "stance", "kept",
            "fixed", "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
-
-
-def p_value(x):
-    """A p-value as the tables print it (saie.py's and the study's too)."""
-    return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
+PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
 
 
 def cells(r):
-    """One row of the results table (percentages), shared by --compare and the report.
-    ROUGE on arith is left out of the table (see `caveats`); results.json keeps it."""
+    """One row of the results table, in percent. No ROUGE on arith (see `caveats`)."""
     g = {} if r["task"] == "arith" else r.get("rouge") or {}
     return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), pct(r["accuracy"]),
             f"{pct(r['ci95'][0])}–{pct(r['ci95'][1])}",
@@ -361,11 +360,7 @@ def markdown(header, rows):
 
 
 def compare_table(results_list):
-    """A markdown table across several results."""
     return markdown(COLUMNS, [cells(r) for r in results_list])
-
-
-PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
 
 
 def paired(a, b):
@@ -378,7 +373,7 @@ def paired(a, b):
 
 
 def paired_rows(pairs):
-    """Rows of the paired table: (result A, result B) -> their labels, the difference and its p."""
+    """Rows of the paired table: for each (result A, result B), the difference and its p."""
     tested = [(a, b, paired(a, b)) for a, b in pairs]
     return [[label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
              str(m["only_b"]), p_value(m["p"])] for a, b, m in tested]
@@ -397,47 +392,68 @@ def caveats(results_list):
 
 
 COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#9c755f", "#edc948")
-
-CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+CSS = """\
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;\
+text-align:right}
 th{background:#f2f2f2}td:first-child{text-align:left}svg{display:block;margin:1em 0}
-details.q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:4px 8px}summary{cursor:pointer}
+details.q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:4px 8px}\
+summary{cursor:pointer}
 .ok{color:#2a7d2a;font-weight:bold}.bad{color:#c0392b;font-weight:bold}.run{margin:6px 0 6px 1em}
 .turn{margin:4px 0;padding:4px 8px;border-left:4px solid #4e79a7}.turn.partner{border-color:#f28e2b}
 .turn.agents{border-color:#aaa}.who{font-size:12px;color:#555}pre{white-space:pre-wrap;margin:2px 0}
 #filters{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd}
 #f-count{margin-left:1em;color:#555}"""
-
-JS = """const $=id=>document.getElementById(id);
-function filt(){let n=0;for(const d of document.querySelectorAll('details.q')){const s=d.dataset;
-const show=(!$('f-run').value||s.run===$('f-run').value)&&(!$('f-correct').value||s.correct===$('f-correct').value)
-&&(!$('f-stance').value||s.stance===$('f-stance').value)&&(!$('f-changed').checked||s.changed==='1');
-d.hidden=!show;n+=show;}$('f-count').textContent=n+' shown';}
-for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListener('change',filt);filt();"""
+JS = """\
+const $=id=>document.getElementById(id);
+function filt(){let n=0;for(const d of document.querySelectorAll('details.q')){
+const show=['run','correct','stance'].every(k=>!$('f-'+k).value||d.dataset[k]===$('f-'+k).value)
+&&(!$('f-changed').checked||d.dataset.changed==='1');d.hidden=!show;n+=show;}
+$('f-count').textContent=n+' shown';}
+for(const k of ['run','correct','stance','changed'])$('f-'+k).addEventListener('change',filt);
+filt();"""
 
 
 def _chart(width, height, x0, x1, y, marks):
-    """An SVG chart: grid lines from x0 to x1 at heights y(0%), y(25%), ... y(100%), the marks."""
+    """An SVG chart: grid lines from x0 to x1 at y(0%), y(25%), ... y(100%), then the marks."""
     grid = [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
-            f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>' for a in (0, .25, .5, .75, 1)]
-    head = f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">'
+            f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>'
+            for a in (0, .25, .5, .75, 1)]
+    head = (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" '
+            'font-size="11">')
     return "\n".join([head, *grid, *marks, "</svg>"])
 
 
 def _bars(results_list):
-    """One bar per (method, mode): accuracy with its 95% interval as a whisker."""
+    """One bar per result, coloured by method: accuracy with its 95% interval as a whisker."""
     methods = list(dict.fromkeys(r.get("method", "?") for r in results_list))
     w, y = 80 + 90 * len(results_list), (lambda a: 230 - 200 * a)
     svg = []
     for i, r in enumerate(results_list):
-        x, a, (lo, hi) = 70 + 90 * i, r["accuracy"] or 0, r["ci95"]
-        color = COLORS[methods.index(r.get("method", "?")) % len(COLORS)]
-        svg.append(f'<rect x="{x}" y="{y(a):.1f}" width="50" height="{200 * a:.1f}" fill="{color}"></rect>'
-                   f'<line x1="{x + 25}" x2="{x + 25}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" stroke="#222"></line>'
-                   f'<text x="{x + 25}" y="{y(hi) - 4:.1f}" text-anchor="middle">{100 * a:.1f}</text>'
-                   f'<text x="{x + 25}" y="248" text-anchor="middle">{html.escape(r.get("method", "?"))}</text>'
-                   f'<text x="{x + 25}" y="262" text-anchor="middle">{html.escape(r["mode"])}</text>')
+        x, a, (lo, hi), method = 70 + 90 * i, r["accuracy"] or 0, r["ci95"], r.get("method", "?")
+        text = lambda ty, t: f'<text x="{x + 25}" y="{ty}" text-anchor="middle">{t}</text>'
+        svg.append(f'<rect x="{x}" y="{y(a):.1f}" width="50" height="{200 * a:.1f}" '
+                   f'fill="{COLORS[methods.index(method) % len(COLORS)]}"></rect>'
+                   f'<line x1="{x + 25}" x2="{x + 25}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" '
+                   f'stroke="#222"></line>' + text(f"{y(hi) - 4:.1f}", f"{100 * a:.1f}")
+                   + text(248, html.escape(method)) + text(262, html.escape(r["mode"])))
     return _chart(w, 290, 50, w - 10, y, svg)
+
+
+def _lines(series, top, ticks, size, radius):
+    """Accuracy against x in 0..top: a dotted polyline per (name, [(x, accuracy), ...]) with its
+    legend, under the x axis the ticks [(x, text y, text)]; size: (width, height)."""
+    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
+    svg = [f'<text x="{x(k):.1f}" y="{ty}" text-anchor="middle">{t}</text>' for k, ty, t in ticks]
+    for i, (name, points) in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="{radius}" fill="{color}"></circle>'
+                for k, a in points]
+        line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
+        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2">'
+                   f'</polyline><text x="500" y="{30 + 16 * i}" fill="{color}">'
+                   f'{html.escape(name)}</text>')
+    return _chart(*size, 55, 485, y, svg)
 
 
 def _round_lines(results_list):
@@ -450,41 +466,6 @@ def _round_lines(results_list):
     return _lines(series, top, [(k, 240, f"round {k}") for k in range(top + 1)], (700, 260), 3)
 
 
-def _transcript(tr):
-    e, out = html.escape, []
-    for t in tr["turns"]:
-        who = {"learner": "Learner", "partner": f"Partner ({t.get('stance')})"}.get(t["speaker"], "Other agents")
-        answer = "" if t["speaker"] == "agents" else f" · answer: {t.get('answer')}"
-        out.append(f'<div class="turn {e(t["speaker"])}"><div class="who">{e(who + answer)}</div>'
-                   f'<pre>{e(t["text"])}</pre></div>')
-    return "".join(out)
-
-
-def _browser(results_list):
-    """Every question of every run as a <details>, filtered by a few lines of vanilla JS."""
-    e = html.escape
-    runs = "".join(f'<option value="{i}">{e(label(r))}</option>' for i, r in enumerate(results_list))
-    out = ['<div id="filters"><select id="f-run"><option value="">all runs</option>' + runs + '</select> '
-           '<select id="f-correct"><option value="">correct and wrong</option><option value="1">correct</option>'
-           '<option value="0">wrong</option></select> <select id="f-stance"><option value="">any stance</option>'
-           '<option value="support">support</option><option value="oppose">oppose</option></select> '
-           '<label><input type="checkbox" id="f-changed"> changed its mind</label> <span id="f-count"></span></div>']
-    for i, r in enumerate(results_list):
-        for p in r.get("predictions", []):
-            ok = p["correct"][-1]
-            out.append(f'<details class="q" data-run="{i}" data-correct="{int(ok)}" data-changed="{int(p["changed"])}" '
-                       f'data-stance="{e(p["stance"] or "")}"><summary><span class="{"ok" if ok else "bad"}">'
-                       f'{"✓" if ok else "✗"}</span> [{e(label(r))}] {e(p["id"])} — {e(p["question"][:120])} — '
-                       f'answers {e(" → ".join(str(a) for a in p["answers"]))}, gold {e(p["gold"])}</summary>'
-                       f'<pre>{e(p["question"])}</pre>')
-            for j, tr in enumerate(p["transcripts"]):
-                run = "agent" if r["mode"] == "debate" else "sample"
-                head = f'<div class="who">{run} {j + 1}</div>' if len(p["transcripts"]) > 1 else ""
-                out.append(f'<div class="run">{head}{_transcript(tr)}</div>')
-            out.append("</details>")
-    return "\n".join(out)
-
-
 def _curves(curves):
     """Learning curves: {name: [(optimizer step, accuracy), ...]}, one polyline each."""
     top = max(step for points in curves.values() for step, _ in points) or 1
@@ -492,49 +473,67 @@ def _curves(curves):
     return _lines(curves.items(), top, ticks, (760, 265), 2.5)
 
 
-def _lines(series, top, ticks, size, radius):
-    """Accuracy against x in 0..top: a dotted polyline per (name, [(x, accuracy), ...]) with its
-    legend, under the x axis the ticks [(x, text y, text)]; size: (width, height)."""
-    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
-    svg = [f'<text x="{x(k):.1f}" y="{ty}" text-anchor="middle">{t}</text>' for k, ty, t in ticks]
-    for i, (name, points) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
-        line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
-        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="{radius}" fill="{color}"></circle>'
-                for k, a in points]
-        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2">'
-                   f'</polyline><text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
-    return _chart(*size, 55, 485, y, svg)
-
-
 def _table(columns, rows):
     e = html.escape
-    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"
-    return f"<table>{head}" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
-                                      for row in rows) + "</table>"
+    return ("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+
+
+def _browser(results_list):
+    """Every question of every run as a <details>, filtered by a few lines of vanilla JS."""
+    e = html.escape
+    runs = "".join(f'<option value="{i}">{e(label(r))}</option>'
+                   for i, r in enumerate(results_list))
+    out = ['<div id="filters"><select id="f-run"><option value="">all runs</option>' + runs +
+           '</select> <select id="f-correct"><option value="">correct and wrong</option>'
+           '<option value="1">correct</option><option value="0">wrong</option></select> '
+           '<select id="f-stance"><option value="">any stance</option><option value="support">'
+           'support</option><option value="oppose">oppose</option></select> <label><input '
+           'type="checkbox" id="f-changed"> changed its mind</label> <span id="f-count"></span>'
+           '</div>']
+    for i, r in enumerate(results_list):
+        for p in r.get("predictions", []):
+            ok, answers = p["correct"][-1], " → ".join(str(a) for a in p["answers"])
+            out.append(f'<details class="q" data-run="{i}" data-correct="{int(ok)}" '
+                       f'data-changed="{int(p["changed"])}" data-stance="{e(p["stance"] or "")}">'
+                       f'<summary><span class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"}'
+                       f'</span> [{e(label(r))}] {e(p["id"])} — {e(p["question"][:120])} — '
+                       f'answers {e(answers)}, gold {e(p["gold"])}</summary>'
+                       f'<pre>{e(p["question"])}</pre>')
+            many, run = len(p["transcripts"]) > 1, "agent" if r["mode"] == "debate" else "sample"
+            for j, tr in enumerate(p["transcripts"]):
+                html_run = f'<div class="who">{run} {j + 1}</div>' if many else ""
+                for t in tr["turns"]:
+                    who = ("Learner" if t["speaker"] == "learner" else "Other agents"
+                           if t["speaker"] == "agents" else f"Partner ({t.get('stance')})")
+                    who += "" if t["speaker"] == "agents" else f" · answer: {t.get('answer')}"
+                    html_run += (f'<div class="turn {e(t["speaker"])}"><div class="who">{e(who)}'
+                                 f'</div><pre>{e(t["text"])}</pre></div>')
+                out.append(f'<div class="run">{html_run}</div>')
+            out.append("</details>")
+    return "\n".join(out)
 
 
 def write_report(results_list, path, pairs=None, curves=None):
-    """One self-contained HTML page: accuracy table, paired comparisons (`pairs`: (A, B) results; default
-    every same_questions pair), bar chart, accuracy by round, learning curves (`curves`: {name: [(step,
-    accuracy)]}, when given), transcript browser."""
-    e = html.escape
+    """One self-contained HTML page: the results table, paired comparisons (`pairs` of results;
+    by default every same_questions pair), a bar chart, accuracy by round, learning curves
+    (`curves`: {name: [(step, accuracy)]}) when given, and a transcript browser."""
     pairs = same_questions(results_list) if pairs is None else pairs
-    notes = "".join(f"<li>{e(c)}</li>" for c in caveats(results_list))
+    notes = "".join(f"<li>{html.escape(c)}</li>" for c in caveats(results_list))
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             f"<title>saie evaluation</title><style>{CSS}</style></head><body>",
             "<h1>saie evaluation</h1>", "<h2>Accuracy</h2>",
             _table(COLUMNS, [cells(r) for r in results_list]),
-            "<p>Accuracy in %, after the last round; kept / fixed: share of initially right answers still "
-            "right / initially wrong answers fixed; p vs alone: McNemar's exact p of the answers after "
-            "discussion against those alone. Stance honest: the partner answered on its own and agreed "
-            "or not; both / support / oppose: the partner was told its stance (a stress test). "
-            "ROUGE: F1 of the rationale against the gold one.</p>",
+            "<p>Accuracy in %, after the last round; kept / fixed: share of initially right "
+            "answers still right / initially wrong answers fixed; p vs alone: McNemar's exact p "
+            "of the answers after discussion against those alone. Stance honest: the partner "
+            "answered on its own and agreed or not; both / support / oppose: the partner was told "
+            "its stance (a stress test). ROUGE: F1 of the rationale against the gold one.</p>",
             f"<ul>{notes}</ul>" if notes else ""]
     if pairs:
         page += ["<h2>Paired comparisons</h2>", _table(PAIRED_COLUMNS, paired_rows(pairs)),
-                 "<p>The same questions, answer by answer: A − B in points, the questions only one "
-                 "of the two got right, McNemar's exact two-sided p.</p>"]
+                 "<p>The same questions, answer by answer: A − B in points, the questions only "
+                 "one of the two got right, McNemar's exact two-sided p.</p>"]
     page += [_bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list)]
     if curves:
         page += ["<h2>Learning curves</h2>", _curves(curves)]
