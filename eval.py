@@ -544,30 +544,42 @@ def write_report(results_list, path, pairs=None, curves=None):
 # Command line
 
 
+def at_least(low, kind=int):
+    """An argparse type: an int (or `kind`) no smaller than `low`."""
+    def number(text):
+        if kind(text) < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}")
+        return kind(text)
+    return number
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a model alone, in discussion, or in debate.")
-    which = p.add_mutually_exclusive_group()
+    which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="our checkpoint file (.pt)")
     which.add_argument("--model", help="a hub name or HF/Meta directory")
     which.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
-                       help="print a markdown table of several results.json (and with --out, a report)")
+                       help="a markdown table of several results.json (with --out, a report)")
     p.add_argument("--task", choices=data.TASKS, default="gsm8k")
     p.add_argument("--mode", choices=MODES, default="single")
     p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
-    p.add_argument("--rounds", type=int, help="discussion rounds (self, multi, debate; default 1)")
-    p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers on its own, then "
-                   "agrees or not) or a forced stance: both (50/50), support, oppose (default both)")
-    p.add_argument("--partner-temperature", type=float, help="the partner's sampling (default 0.7 when "
-                   "honest, else --temperature)")
-    p.add_argument("--agents", type=int, help="debate: number of agents (default 3)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default; debate: 0.7)")
-    p.add_argument("--samples", type=int, default=1, help="single: majority vote over k samples")
-    p.add_argument("--limit", type=int, help="first N questions")
+    p.add_argument("--rounds", type=at_least(1), help="discussion or debate rounds (default 1)")
+    p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers alone, "
+                   "then agrees or not) or told: both (50/50, the default), support, oppose")
+    p.add_argument("--partner-temperature", type=at_least(0, float),
+                   help=f"default {HONEST_TEMPERATURE} when honest, else --temperature")
+    p.add_argument("--agents", type=at_least(2), help="debate: number of agents (default 3)")
+    p.add_argument("--temperature", type=at_least(0, float),
+                   help="0 = greedy (default; debate: 0.7)")
+    p.add_argument("--samples", type=at_least(1), default=1,
+                   help="single: majority vote over k samples")
+    p.add_argument("--limit", type=at_least(1), help="first N questions")
     p.add_argument("--split", help="default: the task's last split (test, or validation)")
     p.add_argument("--data-dir")
-    p.add_argument("--max-new-tokens", type=int, help="longest turn (default: the task's, "
-                   "data.Task.turn_tokens: 24 on arith, else 256)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
+    p.add_argument("--max-new-tokens", type=at_least(1),
+                   help="longest turn (default: the task's turn_tokens, 24 on arith, else 256)")
+    p.add_argument("--batch-size", type=at_least(1), default=32,
+                   help="sequences per generate call")
     p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="default: cuda when available, else cpu")
@@ -577,33 +589,26 @@ def parse_args(argv=None):
             if not Path(path).is_file():
                 p.error(f"--compare: no file {path}")
         return args
-    if not (args.ckpt or args.model):
-        p.error("one of --ckpt, --model or --compare is required")
-    only = {"partner": ("multi",), "stance": ("self", "multi"),
-            "partner_temperature": ("self", "multi"), "agents": ("debate",),
-            "rounds": ("self", "multi", "debate")}
-    for flag, modes in only.items():
-        if getattr(args, flag) is not None and args.mode not in modes:
+    # flag: (its default, the modes it has a meaning in)
+    mode_flags = {"partner": (None, ("multi",)), "stance": ("both", ("self", "multi")),
+                  "partner_temperature": (None, ("self", "multi")), "agents": (3, ("debate",)),
+                  "rounds": (1, ("self", "multi", "debate"))}
+    for flag, (default, modes) in mode_flags.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
+        elif args.mode not in modes:
             p.error(f"--{flag.replace('_', '-')} has no meaning with --mode {args.mode} "
                     f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
-    args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens
-    args.rounds = 1 if args.rounds is None else args.rounds
-    args.stance, args.agents = args.stance or "both", args.agents or 3
     if args.temperature is None:
         args.temperature = 0.7 if args.mode == "debate" else 0.0
-    if args.mode != "single" and args.rounds < 1:
-        p.error(f"--mode {args.mode} needs --rounds >= 1")
-    if args.temperature < 0:
-        p.error("--temperature must be >= 0")
-    if args.samples < 1 or (args.samples > 1 and (args.mode != "single" or args.temperature == 0)):
+    if args.partner_temperature is None:
+        args.partner_temperature = (HONEST_TEMPERATURE if args.stance == "honest"
+                                    else args.temperature)
+    if args.samples > 1 and (args.mode != "single" or args.temperature == 0):
         p.error("--samples k > 1 needs --mode single and --temperature > 0")
-    if args.agents < 2:
-        p.error("--agents must be >= 2")
-    for flag in ("limit", "max_new_tokens", "batch_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens
     return args
 
 
@@ -627,30 +632,26 @@ def main(argv=None):
     split = args.split or task.splits[-1]
     try:
         examples = task.load(split, args.data_dir)[:args.limit]
-        model, tok, remarks = load_model(name, device)  # mode self: its own copy
-        if args.mode == "multi":
-            model_p, tok_p, remarks_p = load_model(args.partner, device)
+        model, tok, remarks = load_model(name, device)
+        # mode self: the partner is the learner's own model
+        p_model, p_tok, p_remarks = (load_model(args.partner, device) if args.mode == "multi"
+                                     else (model, tok, remarks))
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
+    if args.mode == "multi" and partner_mode(p_tok, p_remarks, args.stance) == "reflect":
+        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "
+                         "nor was trained to remark (no 'remarks' in its checkpoint); --stance "
+                         "honest needs neither")
     learner = Speaker(model, tok, args.max_new_tokens, args.temperature)
-    partner = None
-    if args.mode in ("self", "multi"):
-        heat = args.partner_temperature
-        if heat is None:
-            heat = HONEST_TEMPERATURE if args.stance == "honest" else args.temperature
-        partner = (Speaker(model_p, tok_p, args.max_new_tokens, heat, remarks=remarks_p)
-                   if args.mode == "multi" else
-                   Speaker(model, tok, args.max_new_tokens, heat, remarks=remarks))
-        if args.mode == "multi" and partner_mode(tok_p, remarks_p, args.stance) == "reflect":
-            raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow "
-                             f"instructions nor was trained to remark (no 'remarks' in its "
-                             f"checkpoint); --stance honest needs neither")
+    partner = (Speaker(p_model, p_tok, args.max_new_tokens, args.partner_temperature,
+                       remarks=p_remarks) if args.mode in ("self", "multi") else None)
     results = evaluate(learner, task, examples, partner, args.stance, args.rounds, args.samples,
                        args.agents if args.mode == "debate" else 0, args.batch_size, args.seed,
                        log=print)
     results["method"] = method_name(name)
     results["config"].update(model=name, partner=args.partner, split=split, limit=args.limit)
-    out = Path(args.out or Path("out/eval") / re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}"))
+    run = re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}")
+    out = Path(args.out or Path("out/eval") / run)
     save(results, out)
     print(compare_table([results]))
     for note in results["caveats"]:
