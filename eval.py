@@ -2,40 +2,26 @@
 Evaluation: is the SAIE-trained model better alone, and better when it discusses?
 
     python eval.py --ckpt out/saie/ckpt.pt --task arith --mode single
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --stance honest
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --rounds 2 --stance oppose
-    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner assets/arith-warmup.pt
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode self --rounds 2 --stance honest
+    python eval.py --ckpt out/saie/ckpt.pt --task arith --mode multi --partner out/sft/ckpt.pt
+    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3
     python eval.py --compare out/eval/*/results.json
-    python eval.py --model gpt2 --task gsm8k --mode debate --agents 3 --rounds 1
 
-(out/saie/ckpt.pt is the arith SAIE model of `python saie.py`; a GSM8K model, e.g. from
-`python saie.py --task gsm8k --init gpt2 --out out/gsm8k-gpt2`, is out/gsm8k-gpt2/saie/ckpt.pt.)
-
-Four modes (the paper's evaluation):
-- single: question -> reasoning -> answer. With --samples k: majority vote over k samples.
-- self:   the model discusses with a copy of itself in the partner's role for R rounds.
-- multi:  the same, with another model (--partner) as the partner: one fixed partner for every
-          learner compared, so that learners are compared on the same remarks.
-- debate: Du et al.'s multi-agent debate, inference only: N sampled copies answer; in each of R
-          rounds every agent sees its own history plus the other agents' previous answers and
-          answers again; the final answer is the majority vote of the last round.
-How the partner chooses its stance (--stance):
-- honest: the partner answers the question on its own first (sampled), then each remark opens with
-          "I agree." when its answer is the learner's latest, else "I disagree.", and goes on with
-          its own derivation. Nobody is told what to think: a discussion, as in Du et al.'s debate.
-- both / support / oppose (forced stance): the partner is told its stance, 50/50 with the seed for
-          `both`. This is a stress test: how often a right answer survives opposition (kept) and a
-          wrong one is fixed under support or opposition (fixed); its remarks follow the stance only
-          as well as the partner learned the remark role (`alignment`).
-The partner remarks as it can (`discuss.partner_mode`): "trained" (our checkpoints learned the remark
-format in warm-up), "prompted" (chat models are told their stance), "reflect" (neither: the learner
-answers again after its own previous answer, no remark in between), or "honest" (any model: it only
-answers). Accuracy "after round k" is the learner's answer (or the agents' vote) after k rounds;
-round 0 = alone. An answer that does not parse is never correct. Every generate call is batched.
-Two models on the same questions are compared by McNemar's exact test (`mcnemar`), in the paired
-table of --compare and saie.py's report. Figures that measure nothing are marked as such
-(`caveats`): ROUGE on arith (the gold rationale is fixed by the chain, so it restates accuracy) and
-debate by a model that never saw the debate format.
+Modes:
+- single: question -> reasoning -> answer (--samples k: the majority vote of k samples).
+- self:   R rounds of discussion with a copy of itself as the partner.
+- multi:  the same with another model, one fixed --partner for every learner compared.
+- debate: Du et al., inference only: N sampled agents answer, then each round every agent sees
+          the others' previous answers and answers again; the last round's vote counts.
+Stances (--stance) of the partner:
+- honest: it answers alone first; each remark opens with "I agree." when that answer is the
+          learner's latest, else "I disagree.", and goes on with its own derivation.
+- both (50/50 by seed), support, oppose: it is told its stance. A stress test: is a right answer
+          kept under opposition (kept), a wrong one fixed (fixed)?
+How a partner remarks is discuss.partner_mode's (trained, prompted, honest; reflect: no remark).
+Round 0 is the answer alone; an unparsed answer is never correct. `mcnemar` pairs two models on
+the same questions; `caveats` mark figures that measure nothing (ROUGE on arith, debate by a
+model never shown its format).
 """
 
 import argparse
@@ -58,7 +44,7 @@ STANCE_RULES = ("honest", "both", "support", "oppose")
 HONEST_TEMPERATURE = 0.7   # the honest partner samples its answer: a greedy copy would always agree
 
 # -----------------------------------------------------------------------------
-# Statistics: confidence interval, majority vote, ROUGE
+# Statistics: confidence interval, paired test, majority vote, ROUGE
 
 
 def wilson(k, n, z=1.959964):
@@ -72,9 +58,8 @@ def wilson(k, n, z=1.959964):
 
 
 def mcnemar(a, b):
-    """Two models' right/wrong on the same questions, in the same order: the paired difference in
-    accuracy (a - b), the questions only one got right, and McNemar's exact two-sided p (a binomial
-    test with p = 1/2 on the questions where they disagree)."""
+    """Two models' right/wrong on the same questions, in order: the difference a - b, the questions
+    only one got right, McNemar's exact two-sided p (binomial, p = 1/2, on the disagreements)."""
     if len(a) != len(b):
         raise ValueError(f"paired comparison of {len(a)} and {len(b)} answers")
     only_a = sum(bool(x) and not y for x, y in zip(a, b))
@@ -82,6 +67,10 @@ def mcnemar(a, b):
     m, k = only_a + only_b, min(only_a, only_b)
     p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
     return dict(n=len(a), only_a=only_a, only_b=only_b, diff=_rate(only_a - only_b, len(a)), p=p)
+
+
+def _rate(k, n):
+    return k / n if n else None
 
 
 def majority(answers):
@@ -104,14 +93,13 @@ def _f1(overlap, n_candidate, n_reference):
 
 def rouge_n(candidate, reference, n):
     """ROUGE-N F1: clipped n-gram overlap."""
-    def grams(t):
-        return Counter(zip(*(t[i:] for i in range(n))))
-    c, r = grams(tokens(candidate)), grams(tokens(reference))
+    grams = lambda text: Counter(zip(*(tokens(text)[i:] for i in range(n))))
+    c, r = grams(candidate), grams(reference)
     return _f1(sum((c & r).values()), sum(c.values()), sum(r.values()))
 
 
 def rouge_l(candidate, reference):
-    """ROUGE-L F1 (beta = 1): the longest common subsequence, one row of the DP table at a time."""
+    """ROUGE-L F1: the longest common subsequence, one row of the DP table at a time."""
     c, r = tokens(candidate), tokens(reference)
     prev = [0] * (len(r) + 1)
     for x in c:
@@ -131,18 +119,13 @@ def rationale(text):
     """The reasoning of an answer: the text before its final '####' line."""
     return text.split("####")[0].strip()
 
-
-def _rate(k, n):
-    return k / n if n else None
-
 # -----------------------------------------------------------------------------
 # The modes
 
 
 def honest_discussion(learner, partner, task, examples, rounds, seed=0):
-    """The honest partner answers each question on its own, once; each remark then opens with
-    "I agree." when that answer is the learner's latest one, else "I disagree.", followed by the
-    partner's own derivation. Turns and seeds as in discuss.discuss(final_answer=True)."""
+    """The partner answers each question alone, once; each remark is that answer under the opener
+    its comparison with the learner's latest answer calls for. Seeds as in discuss.discuss."""
     trs = [Transcript(ex.question, ex.answer, None, ex.id) for ex in examples]
     own = partner.speak(trs, "learner", seed=seed + 2 * rounds + 1)  # asked alone: no turns yet
     for r in range(rounds):
@@ -157,9 +140,8 @@ def honest_discussion(learner, partner, task, examples, rounds, seed=0):
 
 
 class CachedSpeaker(Speaker):
-    """A greedy Speaker that reuses the turns it already generated for the same prompt (`cache`,
-    shared by the evaluations of one model): a discussion's first answer is the answer alone, so
-    evaluating a model alone and in several discussions generates it once."""
+    """A greedy Speaker that reuses the turns it generated for the same prompt (`cache`, shared by
+    one model's evaluations): a discussion opens with the answer alone, so it is generated once."""
 
     def __init__(self, *args, cache, **kw):
         super().__init__(*args, **kw)
@@ -173,8 +155,8 @@ class CachedSpeaker(Speaker):
 
 
 def debate(speaker, task, examples, agents, rounds, seed=0):
-    """Du et al. debate: one list of `agents` transcripts per question; all agents speak in one
-    call. From round 1 on, each agent is first shown the others' previous answers, by number."""
+    """Du et al.'s debate: `agents` transcripts per question, all speaking in one call; from round
+    1 on, each agent is first shown the others' previous answers, by number."""
     groups = [[Transcript(ex.question, ex.answer, None, ex.id) for _ in range(agents)]
               for ex in examples]
     flat = [tr for group in groups for tr in group]
@@ -196,11 +178,10 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
              agents=0, batch_size=32, seed=0, log=None):
     """Accuracy (with a 95% Wilson interval), accuracy after each round, the discussion's dynamics.
 
-    learner: the Speaker evaluated (its model, turn length and sampling). Alone when there is no
-    partner (samples > 1 with a sampling learner: a majority vote); in discussion with `partner`,
-    a Speaker in the partner's role (on the learner's own model: a self-discussion), for `rounds`
-    rounds, its stance `honest` or forced (both | support | oppose); in debate with `agents`
-    copies of the learner (Du et al.). batch_size: sequences per generate call.
+    learner: the Speaker evaluated. Alone without a partner (samples > 1: a majority vote, if it
+    samples); with `partner`, a Speaker in the partner's role (on the learner's own model: self),
+    for `rounds` rounds under `stance`; or in a debate of `agents` copies of the learner.
+    batch_size: sequences per generate call.
     """
     mode = ("debate" if agents else "single" if partner is None else
             "self" if partner.model is learner.model else "multi")
@@ -209,8 +190,8 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
                        (samples > 1 and (mode != "single" or learner.temperature <= 0),
                         "samples > 1 needs a learner alone that samples (temperature > 0)"),
                        (mode != "single" and rounds < 1, f"mode {mode} needs rounds >= 1"),
-                       (agents and (agents < 2 or partner), "a debate needs 2 agents or more, "
-                                                            "and no partner"),
+                       (agents and (agents < 2 or partner),
+                        "a debate needs 2 agents or more, and no partner"),
                        (how == "reflect" and mode == "multi", "the partner can neither follow "
                         "instructions nor was trained to remark")):
         if wrong:
@@ -251,7 +232,7 @@ def evaluate(learner, task, examples, partner=None, stance="honest", rounds=1, s
 
 
 def score(task, examples, groups, config):
-    """Results dict from one group of transcripts per question (several: samples, debating agents)."""
+    """The results from one group of transcripts per question (several: samples, agents)."""
     rounds, preds = config["rounds"], []
     for ex, group in zip(examples, groups):
         learner_turns = [[t for t in tr.turns if t.speaker == "learner"] for tr in group]
@@ -269,33 +250,30 @@ def score(task, examples, groups, config):
             p["rouge"] = rouge(rationale(shown.text), ex.rationale)
         preds.append(p)
 
-    n = len(preds)
-    per_round = []
-    for r in range(rounds + 1):
-        k = sum(p["correct"][r] for p in preds)
-        per_round.append(dict(round=r, correct=k, accuracy=_rate(k, n), ci95=wilson(k, n)))
-    right0 = [p for p in preds if p["correct"][0]]
-    wrong0 = [p for p in preds if not p["correct"][0]]
-    scored = [p["rouge"] for p in preds if "rouge" in p]
-    res = dict(mode=config["mode"], task=config["task"], n=n,
-               correct=per_round[-1]["correct"], accuracy=per_round[-1]["accuracy"],
-               ci95=per_round[-1]["ci95"], rounds=rounds, per_round=per_round,
+    n, scored = len(preds), [p["rouge"] for p in preds if "rouge" in p]
+    right = [sum(p["correct"][r] for p in preds) for r in range(rounds + 1)]
+    per_round = [dict(round=r, correct=k, accuracy=_rate(k, n), ci95=wilson(k, n))
+                 for r, k in enumerate(right)]
+    last = per_round[-1]
+    res = dict(mode=config["mode"], task=config["task"], n=n, correct=last["correct"],
+               accuracy=last["accuracy"], ci95=last["ci95"], rounds=rounds, per_round=per_round,
                unparsed=_rate(sum(p["answers"][-1] is None for p in preds), n),
-               rouge={k: sum(s[k] for s in scored) / len(scored) for k in scored[0]} if scored else None)
+               rouge={k: sum(s[k] for s in scored) / len(scored) for k in scored[0]}
+               if scored else None)
     if rounds:
-        res.update(kept=_rate(sum(p["correct"][-1] for p in right0), len(right0)),
-                   fixed=_rate(sum(p["correct"][-1] for p in wrong0), len(wrong0)),
+        right0 = [p["correct"][-1] for p in preds if p["correct"][0]]
+        wrong0 = [p["correct"][-1] for p in preds if not p["correct"][0]]
+        res.update(kept=_rate(sum(right0), len(right0)), fixed=_rate(sum(wrong0), len(wrong0)),
                    changed=_rate(sum(p["changed"] for p in preds), n),
                    after_vs_alone=mcnemar([p["correct"][-1] for p in preds],
                                           [p["correct"][0] for p in preds]))
     if config["stance"]:
         res.update(remark_stats(task, examples, groups))
         if config["stance"] == "honest":  # the opener follows the answers: aligned by construction
-            res.update(alignment=None, agreed=_rate(sum(p["stance"] == "support" for p in preds), n))
-    notes = []
-    if res["rouge"] and task.name == "arith":
-        notes.append("ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only "
-                     "restates accuracy; not a finding")
+            agreed = sum(p["stance"] == "support" for p in preds)
+            res.update(alignment=None, agreed=_rate(agreed, n))
+    notes = ["ROUGE on arith: the gold rationale is fixed by the chain, so ROUGE only restates "
+             "accuracy; not a finding"] if res["rouge"] and task.name == "arith" else []
     return {**res, "partner_mode": config["partner_mode"], "caveats": notes, "config": config,
             "predictions": preds}
 
@@ -310,14 +288,15 @@ def remark_stats(task, examples, groups):
             right = remark.answer is not None and bool(task.is_correct(remark.text, ex))
             copies[right][0] += final.answer is not None and final.answer == remark.answer
             copies[right][1] += 1
-    present = sorted({tr.stance for tr in trs})
     return dict(alignment=stance_alignment(trs),
-                alignment_by_stance={s: stance_alignment([t for t in trs if t.stance == s]) for s in present},
+                alignment_by_stance={s: stance_alignment([t for t in trs if t.stance == s])
+                                     for s in sorted({tr.stance for tr in trs})},
                 copy_rate=_rate(copies[True][0] + copies[False][0], len(trs)),
-                copy_rate_partner_right=_rate(*copies[True]), copy_rate_partner_wrong=_rate(*copies[False]))
+                copy_rate_partner_right=_rate(*copies[True]),
+                copy_rate_partner_wrong=_rate(*copies[False]))
 
 # -----------------------------------------------------------------------------
-# Output: results.json, predictions.jsonl, report.html (each written atomically)
+# Output: results.json, predictions.jsonl, tables, report.html (files written atomically)
 
 
 def write_json(path, obj):
@@ -336,16 +315,20 @@ def save(results, out_dir):
 def load_results(path):
     """A results.json, with the predictions.jsonl beside it when there is one."""
     path = Path(path)
-    results = json.loads(path.read_text())
-    preds = path.with_name("predictions.jsonl")
+    results, preds = json.loads(path.read_text()), path.with_name("predictions.jsonl")
     if preds.exists():
-        results["predictions"] = [json.loads(line) for line in preds.read_text().splitlines() if line]
+        results["predictions"] = [json.loads(x) for x in preds.read_text().splitlines() if x]
     return results
 
 
 def pct(x):
-    """A share as a percentage, one decimal; "–" for None. saie.py prints its table with it too."""
+    """A share as a percentage, one decimal; "–" for None."""
     return "–" if x is None else f"{100 * x:.1f}"
+
+
+def p_value(x):
+    """A p-value as every table prints it."""
+    return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
 
 
 def label(r):
@@ -355,16 +338,11 @@ def label(r):
 
 COLUMNS = ("method", "task", "mode", "n", "accuracy", "95% CI", "by round", "stance", "kept",
            "fixed", "p vs alone", "alignment", "copy rate", "ROUGE-1", "ROUGE-2", "ROUGE-L")
-
-
-def p_value(x):
-    """A p-value as the tables print it (saie.py's and the study's too)."""
-    return "–" if x is None else f"{x:.3f}" if x >= 0.001 else "<0.001"
+PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
 
 
 def cells(r):
-    """One row of the results table (percentages), shared by --compare and the report.
-    ROUGE on arith is left out of the table (see `caveats`); results.json keeps it."""
+    """One row of the results table, in percent. No ROUGE on arith (see `caveats`)."""
     g = {} if r["task"] == "arith" else r.get("rouge") or {}
     return [r.get("method", "?"), r["task"], r["mode"], str(r["n"]), pct(r["accuracy"]),
             f"{pct(r['ci95'][0])}–{pct(r['ci95'][1])}",
@@ -382,11 +360,7 @@ def markdown(header, rows):
 
 
 def compare_table(results_list):
-    """A markdown table across several results."""
     return markdown(COLUMNS, [cells(r) for r in results_list])
-
-
-PAIRED_COLUMNS = ("A", "B", "n", "A − B", "only A right", "only B right", "McNemar p")
 
 
 def paired(a, b):
@@ -399,7 +373,7 @@ def paired(a, b):
 
 
 def paired_rows(pairs):
-    """Rows of the paired table: (result A, result B) -> their labels, the difference and its p."""
+    """Rows of the paired table: for each (result A, result B), the difference and its p."""
     tested = [(a, b, paired(a, b)) for a, b in pairs]
     return [[label(a), label(b), str(m["n"]), f"{100 * m['diff']:+.1f}", str(m["only_a"]),
              str(m["only_b"]), p_value(m["p"])] for a, b, m in tested]
@@ -418,47 +392,68 @@ def caveats(results_list):
 
 
 COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#9c755f", "#edc948")
-
-CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+CSS = """\
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;\
+text-align:right}
 th{background:#f2f2f2}td:first-child{text-align:left}svg{display:block;margin:1em 0}
-details.q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:4px 8px}summary{cursor:pointer}
+details.q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:4px 8px}\
+summary{cursor:pointer}
 .ok{color:#2a7d2a;font-weight:bold}.bad{color:#c0392b;font-weight:bold}.run{margin:6px 0 6px 1em}
 .turn{margin:4px 0;padding:4px 8px;border-left:4px solid #4e79a7}.turn.partner{border-color:#f28e2b}
 .turn.agents{border-color:#aaa}.who{font-size:12px;color:#555}pre{white-space:pre-wrap;margin:2px 0}
 #filters{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd}
 #f-count{margin-left:1em;color:#555}"""
-
-JS = """const $=id=>document.getElementById(id);
-function filt(){let n=0;for(const d of document.querySelectorAll('details.q')){const s=d.dataset;
-const show=(!$('f-run').value||s.run===$('f-run').value)&&(!$('f-correct').value||s.correct===$('f-correct').value)
-&&(!$('f-stance').value||s.stance===$('f-stance').value)&&(!$('f-changed').checked||s.changed==='1');
-d.hidden=!show;n+=show;}$('f-count').textContent=n+' shown';}
-for(const id of ['f-run','f-correct','f-stance','f-changed'])$(id).addEventListener('change',filt);filt();"""
+JS = """\
+const $=id=>document.getElementById(id);
+function filt(){let n=0;for(const d of document.querySelectorAll('details.q')){
+const show=['run','correct','stance'].every(k=>!$('f-'+k).value||d.dataset[k]===$('f-'+k).value)
+&&(!$('f-changed').checked||d.dataset.changed==='1');d.hidden=!show;n+=show;}
+$('f-count').textContent=n+' shown';}
+for(const k of ['run','correct','stance','changed'])$('f-'+k).addEventListener('change',filt);
+filt();"""
 
 
 def _chart(width, height, x0, x1, y, marks):
-    """An SVG chart: grid lines from x0 to x1 at heights y(0%), y(25%), ... y(100%), the marks."""
+    """An SVG chart: grid lines from x0 to x1 at y(0%), y(25%), ... y(100%), then the marks."""
     grid = [f'<line x1="{x0}" x2="{x1}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"></line>'
-            f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>' for a in (0, .25, .5, .75, 1)]
-    head = f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">'
+            f'<text x="{x0 - 6}" y="{y(a) + 4}" text-anchor="end">{a:.0%}</text>'
+            for a in (0, .25, .5, .75, 1)]
+    head = (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" '
+            'font-size="11">')
     return "\n".join([head, *grid, *marks, "</svg>"])
 
 
 def _bars(results_list):
-    """One bar per (method, mode): accuracy with its 95% interval as a whisker."""
+    """One bar per result, coloured by method: accuracy with its 95% interval as a whisker."""
     methods = list(dict.fromkeys(r.get("method", "?") for r in results_list))
     w, y = 80 + 90 * len(results_list), (lambda a: 230 - 200 * a)
     svg = []
     for i, r in enumerate(results_list):
-        x, a, (lo, hi) = 70 + 90 * i, r["accuracy"] or 0, r["ci95"]
-        color = COLORS[methods.index(r.get("method", "?")) % len(COLORS)]
-        svg.append(f'<rect x="{x}" y="{y(a):.1f}" width="50" height="{200 * a:.1f}" fill="{color}"></rect>'
-                   f'<line x1="{x + 25}" x2="{x + 25}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" stroke="#222"></line>'
-                   f'<text x="{x + 25}" y="{y(hi) - 4:.1f}" text-anchor="middle">{100 * a:.1f}</text>'
-                   f'<text x="{x + 25}" y="248" text-anchor="middle">{html.escape(r.get("method", "?"))}</text>'
-                   f'<text x="{x + 25}" y="262" text-anchor="middle">{html.escape(r["mode"])}</text>')
+        x, a, (lo, hi), method = 70 + 90 * i, r["accuracy"] or 0, r["ci95"], r.get("method", "?")
+        text = lambda ty, t: f'<text x="{x + 25}" y="{ty}" text-anchor="middle">{t}</text>'
+        svg.append(f'<rect x="{x}" y="{y(a):.1f}" width="50" height="{200 * a:.1f}" '
+                   f'fill="{COLORS[methods.index(method) % len(COLORS)]}"></rect>'
+                   f'<line x1="{x + 25}" x2="{x + 25}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" '
+                   f'stroke="#222"></line>' + text(f"{y(hi) - 4:.1f}", f"{100 * a:.1f}")
+                   + text(248, html.escape(method)) + text(262, html.escape(r["mode"])))
     return _chart(w, 290, 50, w - 10, y, svg)
+
+
+def _lines(series, top, ticks, size, radius):
+    """Accuracy against x in 0..top: a dotted polyline per (name, [(x, accuracy), ...]) with its
+    legend, under the x axis the ticks [(x, text y, text)]; size: (width, height)."""
+    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
+    svg = [f'<text x="{x(k):.1f}" y="{ty}" text-anchor="middle">{t}</text>' for k, ty, t in ticks]
+    for i, (name, points) in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="{radius}" fill="{color}"></circle>'
+                for k, a in points]
+        line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
+        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2">'
+                   f'</polyline><text x="500" y="{30 + 16 * i}" fill="{color}">'
+                   f'{html.escape(name)}</text>')
+    return _chart(*size, 55, 485, y, svg)
 
 
 def _round_lines(results_list):
@@ -471,41 +466,6 @@ def _round_lines(results_list):
     return _lines(series, top, [(k, 240, f"round {k}") for k in range(top + 1)], (700, 260), 3)
 
 
-def _transcript(tr):
-    e, out = html.escape, []
-    for t in tr["turns"]:
-        who = {"learner": "Learner", "partner": f"Partner ({t.get('stance')})"}.get(t["speaker"], "Other agents")
-        answer = "" if t["speaker"] == "agents" else f" · answer: {t.get('answer')}"
-        out.append(f'<div class="turn {e(t["speaker"])}"><div class="who">{e(who + answer)}</div>'
-                   f'<pre>{e(t["text"])}</pre></div>')
-    return "".join(out)
-
-
-def _browser(results_list):
-    """Every question of every run as a <details>, filtered by a few lines of vanilla JS."""
-    e = html.escape
-    runs = "".join(f'<option value="{i}">{e(label(r))}</option>' for i, r in enumerate(results_list))
-    out = ['<div id="filters"><select id="f-run"><option value="">all runs</option>' + runs + '</select> '
-           '<select id="f-correct"><option value="">correct and wrong</option><option value="1">correct</option>'
-           '<option value="0">wrong</option></select> <select id="f-stance"><option value="">any stance</option>'
-           '<option value="support">support</option><option value="oppose">oppose</option></select> '
-           '<label><input type="checkbox" id="f-changed"> changed its mind</label> <span id="f-count"></span></div>']
-    for i, r in enumerate(results_list):
-        for p in r.get("predictions", []):
-            ok = p["correct"][-1]
-            out.append(f'<details class="q" data-run="{i}" data-correct="{int(ok)}" data-changed="{int(p["changed"])}" '
-                       f'data-stance="{e(p["stance"] or "")}"><summary><span class="{"ok" if ok else "bad"}">'
-                       f'{"✓" if ok else "✗"}</span> [{e(label(r))}] {e(p["id"])} — {e(p["question"][:120])} — '
-                       f'answers {e(" → ".join(str(a) for a in p["answers"]))}, gold {e(p["gold"])}</summary>'
-                       f'<pre>{e(p["question"])}</pre>')
-            for j, tr in enumerate(p["transcripts"]):
-                run = "agent" if r["mode"] == "debate" else "sample"
-                head = f'<div class="who">{run} {j + 1}</div>' if len(p["transcripts"]) > 1 else ""
-                out.append(f'<div class="run">{head}{_transcript(tr)}</div>')
-            out.append("</details>")
-    return "\n".join(out)
-
-
 def _curves(curves):
     """Learning curves: {name: [(optimizer step, accuracy), ...]}, one polyline each."""
     top = max(step for points in curves.values() for step, _ in points) or 1
@@ -513,49 +473,67 @@ def _curves(curves):
     return _lines(curves.items(), top, ticks, (760, 265), 2.5)
 
 
-def _lines(series, top, ticks, size, radius):
-    """Accuracy against x in 0..top: a dotted polyline per (name, [(x, accuracy), ...]) with its
-    legend, under the x axis the ticks [(x, text y, text)]; size: (width, height)."""
-    x, y = (lambda k: 60 + 420 * k / top), (lambda a: 220 - 200 * a)
-    svg = [f'<text x="{x(k):.1f}" y="{ty}" text-anchor="middle">{t}</text>' for k, ty, t in ticks]
-    for i, (name, points) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
-        line = " ".join(f"{x(k):.1f},{y(a):.1f}" for k, a in points)
-        svg += [f'<circle cx="{x(k):.1f}" cy="{y(a):.1f}" r="{radius}" fill="{color}"></circle>'
-                for k, a in points]
-        svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2">'
-                   f'</polyline><text x="500" y="{30 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
-    return _chart(*size, 55, 485, y, svg)
-
-
 def _table(columns, rows):
     e = html.escape
-    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"
-    return f"<table>{head}" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
-                                      for row in rows) + "</table>"
+    return ("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+
+
+def _browser(results_list):
+    """Every question of every run as a <details>, filtered by a few lines of vanilla JS."""
+    e = html.escape
+    runs = "".join(f'<option value="{i}">{e(label(r))}</option>'
+                   for i, r in enumerate(results_list))
+    out = ['<div id="filters"><select id="f-run"><option value="">all runs</option>' + runs +
+           '</select> <select id="f-correct"><option value="">correct and wrong</option>'
+           '<option value="1">correct</option><option value="0">wrong</option></select> '
+           '<select id="f-stance"><option value="">any stance</option><option value="support">'
+           'support</option><option value="oppose">oppose</option></select> <label><input '
+           'type="checkbox" id="f-changed"> changed its mind</label> <span id="f-count"></span>'
+           '</div>']
+    for i, r in enumerate(results_list):
+        for p in r.get("predictions", []):
+            ok, answers = p["correct"][-1], " → ".join(str(a) for a in p["answers"])
+            out.append(f'<details class="q" data-run="{i}" data-correct="{int(ok)}" '
+                       f'data-changed="{int(p["changed"])}" data-stance="{e(p["stance"] or "")}">'
+                       f'<summary><span class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"}'
+                       f'</span> [{e(label(r))}] {e(p["id"])} — {e(p["question"][:120])} — '
+                       f'answers {e(answers)}, gold {e(p["gold"])}</summary>'
+                       f'<pre>{e(p["question"])}</pre>')
+            many, run = len(p["transcripts"]) > 1, "agent" if r["mode"] == "debate" else "sample"
+            for j, tr in enumerate(p["transcripts"]):
+                html_run = f'<div class="who">{run} {j + 1}</div>' if many else ""
+                for t in tr["turns"]:
+                    who = ("Learner" if t["speaker"] == "learner" else "Other agents"
+                           if t["speaker"] == "agents" else f"Partner ({t.get('stance')})")
+                    who += "" if t["speaker"] == "agents" else f" · answer: {t.get('answer')}"
+                    html_run += (f'<div class="turn {e(t["speaker"])}"><div class="who">{e(who)}'
+                                 f'</div><pre>{e(t["text"])}</pre></div>')
+                out.append(f'<div class="run">{html_run}</div>')
+            out.append("</details>")
+    return "\n".join(out)
 
 
 def write_report(results_list, path, pairs=None, curves=None):
-    """One self-contained HTML page: accuracy table, paired comparisons (`pairs`: (A, B) results; default
-    every same_questions pair), bar chart, accuracy by round, learning curves (`curves`: {name: [(step,
-    accuracy)]}, when given), transcript browser."""
-    e = html.escape
+    """One self-contained HTML page: the results table, paired comparisons (`pairs` of results;
+    by default every same_questions pair), a bar chart, accuracy by round, learning curves
+    (`curves`: {name: [(step, accuracy)]}) when given, and a transcript browser."""
     pairs = same_questions(results_list) if pairs is None else pairs
-    notes = "".join(f"<li>{e(c)}</li>" for c in caveats(results_list))
+    notes = "".join(f"<li>{html.escape(c)}</li>" for c in caveats(results_list))
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             f"<title>saie evaluation</title><style>{CSS}</style></head><body>",
             "<h1>saie evaluation</h1>", "<h2>Accuracy</h2>",
             _table(COLUMNS, [cells(r) for r in results_list]),
-            "<p>Accuracy in %, after the last round; kept / fixed: share of initially right answers still "
-            "right / initially wrong answers fixed; p vs alone: McNemar's exact p of the answers after "
-            "discussion against those alone. Stance honest: the partner answered on its own and agreed "
-            "or not; both / support / oppose: the partner was told its stance (a stress test). "
-            "ROUGE: F1 of the rationale against the gold one.</p>",
+            "<p>Accuracy in %, after the last round; kept / fixed: share of initially right "
+            "answers still right / initially wrong answers fixed; p vs alone: McNemar's exact p "
+            "of the answers after discussion against those alone. Stance honest: the partner "
+            "answered on its own and agreed or not; both / support / oppose: the partner was told "
+            "its stance (a stress test). ROUGE: F1 of the rationale against the gold one.</p>",
             f"<ul>{notes}</ul>" if notes else ""]
     if pairs:
         page += ["<h2>Paired comparisons</h2>", _table(PAIRED_COLUMNS, paired_rows(pairs)),
-                 "<p>The same questions, answer by answer: A − B in points, the questions only one "
-                 "of the two got right, McNemar's exact two-sided p.</p>"]
+                 "<p>The same questions, answer by answer: A − B in points, the questions only "
+                 "one of the two got right, McNemar's exact two-sided p.</p>"]
     page += [_bars(results_list), "<h2>Accuracy by round</h2>", _round_lines(results_list)]
     if curves:
         page += ["<h2>Learning curves</h2>", _curves(curves)]
@@ -566,30 +544,42 @@ def write_report(results_list, path, pairs=None, curves=None):
 # Command line
 
 
+def at_least(low, kind=int):
+    """An argparse type: an int (or `kind`) no smaller than `low`."""
+    def number(text):
+        if kind(text) < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}")
+        return kind(text)
+    return number
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a model alone, in discussion, or in debate.")
-    which = p.add_mutually_exclusive_group()
+    which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="our checkpoint file (.pt)")
     which.add_argument("--model", help="a hub name or HF/Meta directory")
     which.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
-                       help="print a markdown table of several results.json (and with --out, a report)")
+                       help="a markdown table of several results.json (with --out, a report)")
     p.add_argument("--task", choices=data.TASKS, default="gsm8k")
     p.add_argument("--mode", choices=MODES, default="single")
     p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
-    p.add_argument("--rounds", type=int, help="discussion rounds (self, multi, debate; default 1)")
-    p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers on its own, then "
-                   "agrees or not) or a forced stance: both (50/50), support, oppose (default both)")
-    p.add_argument("--partner-temperature", type=float, help="the partner's sampling (default 0.7 when "
-                   "honest, else --temperature)")
-    p.add_argument("--agents", type=int, help="debate: number of agents (default 3)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default; debate: 0.7)")
-    p.add_argument("--samples", type=int, default=1, help="single: majority vote over k samples")
-    p.add_argument("--limit", type=int, help="first N questions")
+    p.add_argument("--rounds", type=at_least(1), help="discussion or debate rounds (default 1)")
+    p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers alone, "
+                   "then agrees or not) or told: both (50/50, the default), support, oppose")
+    p.add_argument("--partner-temperature", type=at_least(0, float),
+                   help=f"default {HONEST_TEMPERATURE} when honest, else --temperature")
+    p.add_argument("--agents", type=at_least(2), help="debate: number of agents (default 3)")
+    p.add_argument("--temperature", type=at_least(0, float),
+                   help="0 = greedy (default; debate: 0.7)")
+    p.add_argument("--samples", type=at_least(1), default=1,
+                   help="single: majority vote over k samples")
+    p.add_argument("--limit", type=at_least(1), help="first N questions")
     p.add_argument("--split", help="default: the task's last split (test, or validation)")
     p.add_argument("--data-dir")
-    p.add_argument("--max-new-tokens", type=int, help="longest turn (default: the task's, "
-                   "data.Task.turn_tokens: 24 on arith, else 256)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
+    p.add_argument("--max-new-tokens", type=at_least(1),
+                   help="longest turn (default: the task's turn_tokens, 24 on arith, else 256)")
+    p.add_argument("--batch-size", type=at_least(1), default=32,
+                   help="sequences per generate call")
     p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="default: cuda when available, else cpu")
@@ -599,33 +589,26 @@ def parse_args(argv=None):
             if not Path(path).is_file():
                 p.error(f"--compare: no file {path}")
         return args
-    if not (args.ckpt or args.model):
-        p.error("one of --ckpt, --model or --compare is required")
-    only = {"partner": ("multi",), "stance": ("self", "multi"),
-            "partner_temperature": ("self", "multi"), "agents": ("debate",),
-            "rounds": ("self", "multi", "debate")}
-    for flag, modes in only.items():
-        if getattr(args, flag) is not None and args.mode not in modes:
+    # flag: (its default, the modes it has a meaning in)
+    mode_flags = {"partner": (None, ("multi",)), "stance": ("both", ("self", "multi")),
+                  "partner_temperature": (None, ("self", "multi")), "agents": (3, ("debate",)),
+                  "rounds": (1, ("self", "multi", "debate"))}
+    for flag, (default, modes) in mode_flags.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
+        elif args.mode not in modes:
             p.error(f"--{flag.replace('_', '-')} has no meaning with --mode {args.mode} "
                     f"(only {', '.join(modes)})")
     if args.mode == "multi" and not args.partner:
         p.error("--mode multi needs --partner")
-    args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens
-    args.rounds = 1 if args.rounds is None else args.rounds
-    args.stance, args.agents = args.stance or "both", args.agents or 3
     if args.temperature is None:
         args.temperature = 0.7 if args.mode == "debate" else 0.0
-    if args.mode != "single" and args.rounds < 1:
-        p.error(f"--mode {args.mode} needs --rounds >= 1")
-    if args.temperature < 0:
-        p.error("--temperature must be >= 0")
-    if args.samples < 1 or (args.samples > 1 and (args.mode != "single" or args.temperature == 0)):
+    if args.partner_temperature is None:
+        args.partner_temperature = (HONEST_TEMPERATURE if args.stance == "honest"
+                                    else args.temperature)
+    if args.samples > 1 and (args.mode != "single" or args.temperature == 0):
         p.error("--samples k > 1 needs --mode single and --temperature > 0")
-    if args.agents < 2:
-        p.error("--agents must be >= 2")
-    for flag in ("limit", "max_new_tokens", "batch_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens
     return args
 
 
@@ -649,30 +632,26 @@ def main(argv=None):
     split = args.split or task.splits[-1]
     try:
         examples = task.load(split, args.data_dir)[:args.limit]
-        model, tok, remarks = load_model(name, device)  # mode self: its own copy
-        if args.mode == "multi":
-            model_p, tok_p, remarks_p = load_model(args.partner, device)
+        model, tok, remarks = load_model(name, device)
+        # mode self: the partner is the learner's own model
+        p_model, p_tok, p_remarks = (load_model(args.partner, device) if args.mode == "multi"
+                                     else (model, tok, remarks))
     except (data.DataError, WeightsError) as e:
         raise SystemExit(f"eval.py: error: {e}") from None
+    if args.mode == "multi" and partner_mode(p_tok, p_remarks, args.stance) == "reflect":
+        raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "
+                         "nor was trained to remark (no 'remarks' in its checkpoint); --stance "
+                         "honest needs neither")
     learner = Speaker(model, tok, args.max_new_tokens, args.temperature)
-    partner = None
-    if args.mode in ("self", "multi"):
-        heat = args.partner_temperature
-        if heat is None:
-            heat = HONEST_TEMPERATURE if args.stance == "honest" else args.temperature
-        partner = (Speaker(model_p, tok_p, args.max_new_tokens, heat, remarks=remarks_p)
-                   if args.mode == "multi" else
-                   Speaker(model, tok, args.max_new_tokens, heat, remarks=remarks))
-        if args.mode == "multi" and partner_mode(tok_p, remarks_p, args.stance) == "reflect":
-            raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow "
-                             f"instructions nor was trained to remark (no 'remarks' in its "
-                             f"checkpoint); --stance honest needs neither")
+    partner = (Speaker(p_model, p_tok, args.max_new_tokens, args.partner_temperature,
+                       remarks=p_remarks) if args.mode in ("self", "multi") else None)
     results = evaluate(learner, task, examples, partner, args.stance, args.rounds, args.samples,
                        args.agents if args.mode == "debate" else 0, args.batch_size, args.seed,
                        log=print)
     results["method"] = method_name(name)
     results["config"].update(model=name, partner=args.partner, split=split, limit=args.limit)
-    out = Path(args.out or Path("out/eval") / re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}"))
+    run = re.sub(r"[^\w.-]", "_", f"{results['method']}-{args.task}-{args.mode}")
+    out = Path(args.out or Path("out/eval") / run)
     save(results, out)
     print(compare_table([results]))
     for note in results["caveats"]:

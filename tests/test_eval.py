@@ -419,6 +419,9 @@ def test_save_writes_results_predictions_and_compare(tmp_path, capsys):
     ["--ckpt", "x.pt", "--partner", "y.pt"],                        # a partner outside multi
     ["--ckpt", "x.pt", "--mode", "single", "--rounds", "2"],
     ["--ckpt", "x.pt", "--mode", "debate", "--agents", "1"],
+    ["--ckpt", "x.pt", "--mode", "debate", "--agents", "0"],      # not silently the default 3
+    ["--ckpt", "x.pt", "--max-new-tokens", "0"],                    # nor the task's turn length
+    ["--ckpt", "x.pt", "--limit", "x"],
     ["--ckpt", "x.pt", "--model", "gpt2"],
     ["--task", "gsm8k"],                                            # no model at all
     ["--compare", "/nonexistent/results.json"],
