@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 import data  # noqa: E402
 import discuss  # noqa: E402
 import eval as evaluation  # noqa: E402
+from model import load_model  # noqa: E402
 
 
 def load_transcripts(path):
@@ -91,7 +92,7 @@ def main(run=None):
     out["learner_right_last_50_steps"] = sum(tr.turns[0].answer == tr.gold for tr in late) / len(late)
 
     # 2. Copyable targets, and what the trained model learned on them.
-    model, tok, _ = evaluation.load_model(str(run / "saie" / "ckpt.pt"), "cpu")
+    model, tok, _ = load_model(str(run / "saie" / "ckpt.pt"), "cpu")
     disc, copyable, plain = rows_of(tok, task, [tr for _, tr in transcripts], by_question)
     out["copyable_share"] = sum(copyable) / len(copyable)
     recent = [tr for step, tr in transcripts if step > last - 20]
@@ -102,7 +103,7 @@ def main(run=None):
         "plain pairs": loss_of(model, tok, plain)}
 
     # 3. At the warm-up: the discussion rows' gradient against the plain rows'.
-    warm, tok, _ = evaluation.load_model(args["init"], "cpu")
+    warm, tok, _ = load_model(args["init"], "cpu")
     warm.train()
     first = [tr for step, tr in transcripts if step < 2]
     random.Random(0).shuffle(first)
