@@ -242,3 +242,29 @@ def test_smollm2_chat_strings(smollm2):
 
 def test_smollm2_rendering_matches_its_chat_template(smollm2):
     assert_renders_as_transformers(SMOLLM2)
+
+
+def test_every_entry_point_takes_a_hub_name(tmp_path, monkeypatch, capsys):
+    """--init, --partner, --eval-partner, eval.py --ckpt and the play command's --ckpt accept a hub
+    name (downloaded through data.hub_file, offline here) as they accept a directory."""
+    transformers = pytest.importorskip("transformers")
+    import eval as evaluation
+    import saie
+    d = tiny_tokenizer_dir(tmp_path / "repo")
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(  # every id one the tokenizer decodes
+        vocab_size=data.get_tokenizer(d).n_vocab, hidden_size=32, intermediate_size=64,
+        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)).save_pretrained(d)
+    monkeypatch.setattr(data, "hub_file", lambda repo, name: d / name if (d / name).is_file()
+                        else (_ for _ in ()).throw(DataError(f"could not fetch {name}")))
+    hub = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    saie.main(["--init", hub, "--partner", hub, "--eval-partner", hub, "--method", "saie",
+               "--train-limit", "2", "--batch-size", "2", "--warmup-steps", "1", "--steps", "1",
+               "--eval-limit", "2", "--max-turn-tokens", "4", "--out", str(tmp_path / "run")])
+    assert "fixed partner, HuggingFaceTB/SmolLM2-135M-Instruct" in capsys.readouterr().out
+    r = evaluation.main(["--ckpt", hub, "--task", "arith", "--limit", "2", "--max-new-tokens", "4",
+                         "--out", str(tmp_path / "eval")])
+    assert r["n"] == 2 and r["method"] == hub
+    (tmp_path / "typed").write_text(":quit\n")
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "typed"))
+    discuss.main(["--ckpt", hub, "--question", "0", "--max-turn-tokens", "4"])
+    assert "learner: " in capsys.readouterr().out
