@@ -1,7 +1,7 @@
 """
 Everything between raw files and token tensors: the tasks (GSM8K, CommonsenseQA, MMLU and
-`arith`, our built-in word problems), answer checking, tokenizers (tiktoken only), padded
-batches with loss masks, and careful downloads.
+`arith`, our built-in word problems), answer checking, tokenizers (on tiktoken), padded batches
+with loss masks, and careful downloads.
 
     task = get_task("gsm8k")
     train = task.load("train")   # [Example], downloaded on first use (data_dir=: a local copy)
@@ -46,15 +46,14 @@ class DataError(ValueError):
     (model.WeightsError, the same for weights, is one too.)"""
 
 
-# Every command runs through cli(): an error raised on purpose (bad data or weights, a failed
-# download, out of memory, a folder that cannot be written) is one line for the user; anything
-# else is a bug and keeps its traceback. What was written before it (checkpoints, transcripts,
-# metrics) stays as it was.
+# Errors raised on purpose: bad data or weights, a failed download, out of memory, a folder that
+# cannot be written. Anything else is a bug and keeps its traceback.
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
 def cli(main, prog=None):
-    """Run main() as a command: deliberate errors become `prog: error: ...` on stderr and exit 1."""
+    """Run main() as a command: a deliberate error becomes one line `prog: error: ...` on stderr
+    and exit status 1. What was written before it (checkpoints, metrics) stays as it was."""
     prog = prog or Path(sys.argv[0]).name
     try:
         main()
@@ -64,8 +63,7 @@ def cli(main, prog=None):
         raise
     except DataError as e:
         sys.exit(f"{prog}: error: {e}")
-    except torch.OutOfMemoryError as e:
-        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
+    except torch.OutOfMemoryError as e:  # "CUDA out of memory. Tried to allocate 2.00 GiB. ..."
         what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
         sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
                  "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
@@ -73,8 +71,7 @@ def cli(main, prog=None):
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
-        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename
-                 else f"{prog}: error: {e}")
+        sys.exit(f"{prog}: error: " + (f"{e.filename}: {e.strerror}" if e.filename else str(e)))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -100,7 +97,7 @@ def cache_dir(*parts):
 def write_atomic(path, content):
     """Write path all or nothing: content (text, bytes, or write(f) filling a binary file) goes to
     a temp file beside path, which one rename puts in its place. Killed or failing before that,
-    we leave path as it was (and at worst a *.tmp file, never a half path)."""
+    path stays as it was (at worst a *.tmp file is left, never a half path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -117,8 +114,8 @@ def write_atomic(path, content):
 
 
 def download(url, path, sha256=None, token=None):
-    """Fetch url into path over HTTPS through write_atomic, sha256 checked where given. A file
-    already there is kept when it has that sha256 (or none was given)."""
+    """Fetch url into path over HTTPS (write_atomic), sha256 checked where given. A file already
+    there is kept when it has that sha256 (or none was given)."""
     path = Path(path)
     if not url.startswith("https://"):
         raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
@@ -162,27 +159,40 @@ def hub_file(repo, filename):
         raise DataError(f"{e}{gated}") from None
 
 
+def _json_object(raw, where):
+    """raw (bytes or text) as a JSON object; a defect is a DataError naming `where`."""
+    try:
+        obj = json.loads(raw)  # json reads bytes as UTF-8 (a BOM allowed) or UTF-16/32
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: not a JSON object (got {type(obj).__name__})")
+    return obj
+
+
+def _read_json(path, missing=None):
+    """A JSON object file as a dict; `missing` when there is no such file (None: an error)."""
+    if missing is not None and not path.is_file():
+        return missing
+    try:
+        return _json_object(path.read_bytes(), path)
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+
+
 def read_jsonl(path):
-    """Yield (line number, dict) of a JSON-lines file; a defect is a DataError naming file:line."""
+    """Yield (line number, object) for each non-blank line of a JSON-lines file."""
     n = lineno = 0
     with open(path, "rb") as f:
         while raw := f.readline(MAX_LINE + 1):  # capped: a gigantic line cannot eat the memory
             lineno += 1
-            where = f"{path}:{lineno}"
             if len(raw) > MAX_LINE:
-                raise DataError(f"{where}: line longer than {MAX_LINE} bytes")
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)  # json reads the bytes as UTF-8 (a BOM allowed) or UTF-16/32
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            n += 1
-            yield lineno, obj
+                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE} bytes")
+            if raw.strip():
+                n += 1
+                yield lineno, _json_object(raw, f"{path}:{lineno}")
     if n == 0:
         raise DataError(f"{path}:{lineno + 1}: no examples (the file is empty)")
 
@@ -985,21 +995,6 @@ def get_tokenizer(name_or_dir, chat=None):
                         f"config.json or tokenizer.json")
     raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory "
                     f"or a hub repo")
-
-
-def _read_json(path, missing=None):
-    """A JSON object file as a dict; `missing` when there is no such file (None: an error)."""
-    if missing is not None and not path.is_file():
-        return missing
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{path}: {e.strerror}") from None
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: not a JSON object")
-    return obj
 
 
 # -----------------------------------------------------------------------------
