@@ -230,12 +230,24 @@ def normalize_number(s):
     return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
 
 
+def _num(s):
+    n = normalize_number(s)
+    return None if n is None else Fraction(n)
+
+
+def _fmt(x):
+    return str(x.numerator) if x.denominator == 1 else f"{float(x):.2f}".rstrip("0").rstrip(".")
+
+
 # -----------------------------------------------------------------------------
 # A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, exact
 # fractions. Recursive descent over a token list; never eval().
 
+DECIMAL = r"\d+(?:\.\d*)?|\.\d+"
+
+
 def calc(expr):
-    tokens = re.findall(r"\d+(?:\.\d*)?|\.\d+|[-+*/()]|\S", expr)
+    tokens = re.findall(rf"{DECIMAL}|[-+*/()]|\S", expr)
     if len(tokens) > 200:
         raise ValueError("expression too long")
     tokens.append("end")  # never taken: it only names the end in messages
@@ -255,7 +267,7 @@ def calc(expr):
             if not take(")"):
                 raise ValueError("missing )")
             return v
-        if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", tokens[pos]):
+        if re.fullmatch(DECIMAL, tokens[pos]):
             return Fraction(take(tokens[pos]))
         raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
 
@@ -280,15 +292,6 @@ def calc(expr):
     return value
 
 
-def _num(s):
-    n = normalize_number(s)
-    return None if n is None else Fraction(n)
-
-
-def _fmt(x):
-    return str(x.numerator) if x.denominator == 1 else f"{float(x):.2f}".rstrip("0").rstrip(".")
-
-
 # -----------------------------------------------------------------------------
 # Tasks: one small interface per data set.
 
@@ -296,34 +299,38 @@ class Task:
     name: str
     splits: tuple[str, ...]   # the last one is the split we evaluate on
     urls: dict                # split -> (url, sha256 or None), fetched when there is no data_dir
-    files: dict               # split -> its file names in data_dir; the first names the cached copy
+    files: dict               # split -> its names in data_dir; the first names the cached copy
+    kind, subfolders = "file", ()  # mmlu: a folder per split, also looked for under data/
     turn_tokens = 256         # the longest turn a model speaks (--max-turn-tokens overrides)
 
     def load(self, split, data_dir=None):
         if split not in self.splits:
             raise DataError(f"{self.name} has no split {split!r}; splits: {', '.join(self.splits)}")
-        return self._load(split, data_dir)
+        return self._load(split, self._download(split) if data_dir is None else Path(data_dir))
 
     def target(self, ex):
         return f"{ex.rationale}\n#### {ex.answer}"
 
+    def _download(self, split):
+        """Fetch the split into the cache; returns the folder to load it from."""
+        url, sha = self.urls[split]
+        return download(url, cache_dir("data", self.name, self.files[split][0]), sha256=sha).parent
+
+    def _find(self, data_dir, split, required=True):
+        """The split's file (or folder) in data_dir or data_dir/<task>: the first name found."""
+        dirs = [data_dir / sub for sub in ("", self.name, *self.subfolders)]
+        names, there = self.files[split], Path.is_dir if self.kind == "folder" else Path.is_file
+        found = next((d / n for d in dirs for n in names if there(d / n)), None)
+        if found is None and required:
+            raise DataError(f"no {self.name} {split} {self.kind} ({' or '.join(names)}) in "
+                            f"{', '.join(map(str, dirs))}")
+        return found
+
     def _load(self, split, data_dir):
         """A JSON-lines file, one example per line (parse() reads one); arith, MMLU: their own."""
-        path = self._locate(split, data_dir)
+        path = self._find(data_dir, split)
         return [self.parse(obj, f"{path}:{lineno}", f"{split}-{i}")
                 for i, (lineno, obj) in enumerate(read_jsonl(path))]
-
-    def _locate(self, split, data_dir):
-        """The split's file in data_dir (or data_dir/<task>), else downloaded into the cache."""
-        names = self.files[split]
-        if data_dir is None:
-            url, sha = self.urls[split]
-            return download(url, cache_dir("data", self.name, names[0]), sha256=sha)
-        dirs = (Path(data_dir), Path(data_dir) / self.name)
-        if found := next((d / n for d in dirs for n in names if (d / n).is_file()), None):
-            return found
-        raise DataError(f"no {self.name} {split} file ({' or '.join(names)}) in {data_dir} "
-                        f"or {data_dir}/{self.name}")
 
 
 class NumberTask(Task):
@@ -503,27 +510,10 @@ class MMLU(MultipleChoice):
     questions) and evaluate on test."""
     name, splits, letters = "mmlu", ("train", "dev", "validation", "test"), "ABCD"
     url = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"  # no published sha256
-    folders = {"dev": ("dev",), "validation": ("val", "validation"), "test": ("test",)}
+    files = {"dev": ["dev"], "validation": ["val", "validation"], "test": ["test"]}
+    kind, subfolders = "folder", ("data",)  # data.tar unpacks to data/dev, data/val, data/test
 
-    def _load(self, split, data_dir):
-        root = self._root(data_dir)
-        if split == "train":
-            if self._folder(root, "validation"):
-                return self._load("dev", root) + self._load("validation", root)
-            warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
-            return self._load("dev", root)
-        folder = self._folder(root, split)
-        if folder is None:
-            raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in "
-                            f"{root}, {root}/mmlu or {root}/data")
-        files = sorted(folder.glob("*.csv"))
-        if not files:
-            raise DataError(f"{folder}: no .csv files")
-        return [ex for f in files for ex in self._read_csv(f, split)]
-
-    def _root(self, data_dir):
-        if data_dir is not None:
-            return Path(data_dir)
+    def _download(self, split):
         root = cache_dir("data", "mmlu")
         if not (root / "data").is_dir():
             tar = download(self.url, root / "data.tar")
@@ -533,16 +523,23 @@ class MMLU(MultipleChoice):
             tar.unlink()
         return root
 
-    def _folder(self, root, split):
-        dirs = (root, root / "mmlu", root / "data")
-        return next((d / n for d in dirs for n in self.folders[split] if (d / n).is_dir()), None)
+    def _load(self, split, root):
+        if split == "train":
+            if self._find(root, "validation", required=False):
+                return self._load("dev", root) + self._load("validation", root)
+            warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
+            return self._load("dev", root)
+        folder = self._find(root, split)
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            raise DataError(f"{folder}: no .csv files")
+        return [ex for f in files for ex in self._read_csv(f, split)]
 
     def _read_csv(self, path, split):
-        subject = re.sub(r"_(dev|val|validation|test)$", "", path.stem)
-        out = []
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
+        subject, out = re.sub(r"_(dev|val|validation|test)$", "", path.stem), []
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            try:
                 for row in reader:
                     where = f"{path}:{reader.line_num}"
                     if len(row) != 6:
@@ -553,10 +550,10 @@ class MMLU(MultipleChoice):
                                         f"got {row[5][:20]!r}")
                     out.append(self.example(row[0], row[1:5], row[5].strip(),
                                             f"{subject}-{split}-{len(out)}"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
-        except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: malformed csv ({e})") from None
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
+            except csv.Error as e:
+                raise DataError(f"{path}:{reader.line_num}: malformed csv ({e})") from None
         if not out:
             raise DataError(f"{path}:1: no examples (the file is empty)")
         return out
@@ -573,17 +570,16 @@ def _extract_tar(tar_path, dest):
 
 
 # -----------------------------------------------------------------------------
-# arith: GSM8K-style word problems generated offline, short enough for a ~1M-parameter model
-# trained from scratch on a CPU. A problem is a chain: start value, then 1-3 operations.
-# The splits are disjoint by construction: a hash of the chain ("12-4+7") picks its split, so no
-# validation or test chain (numbers and operations) is ever seen in training, under any names.
-# Validation and test hold each chain once: a repeated chain would count one problem twice.
+# arith: GSM8K-style word problems generated in code, short enough for a ~1M-parameter model
+# trained from scratch on a CPU. A problem is a chain: a start value, then 1-3 operations.
+# A hash of the chain ("12-4+7") picks its split, so no validation or test chain is ever seen in
+# training, under any names. Validation and test hold each chain once (else it would count twice).
 
 ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
 ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long products)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct
+ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}
 ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18: train
 ARITH_SEED = 1234
 
@@ -629,9 +625,8 @@ def arith_chain(steps):
 
 
 def arith_split(steps):
-    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations,
-    operands). Test and validation share what was test's one chain in 10, so train is the same as
-    when there was no validation split (and so are the warm-up assets trained on it)."""
+    """'train', 'validation' or 'test' by a hash of the chain. Validation takes half of what was
+    once test's share, so train (and the warm-up assets trained on it) did not change."""
     h = int(hashlib.sha256(arith_chain(steps).encode()).hexdigest(), 16)
     return ARITH_HOLDOUT.get(h % 20, "train")
 
@@ -660,9 +655,8 @@ def _rationale(steps):
 
 @functools.lru_cache(maxsize=8)
 def generate_arith(split, n, seed=ARITH_SEED):
-    """n problems of one split, the same ones for the same seed. Validation and test keep the first
-    problem of each chain, then are shuffled: chains with one operation are few (about 30 per split)
-    and all drawn early, so the shuffle makes every prefix (--eval-limit) a sample of the whole."""
+    """n problems of one split, the same for the same seed. Validation and test are shuffled:
+    one-operation chains are few and all drawn early, so every prefix (--eval-limit) samples all."""
     rng, problems, seen = random.Random(f"arith-{split}-{seed}"), [], set()
     while len(problems) < n:
         question, steps = arith_problem(rng)
@@ -679,6 +673,9 @@ def generate_arith(split, n, seed=ARITH_SEED):
 class Arith(NumberTask):
     name, splits = "arith", ("train", "validation", "test")
     turn_tokens = 24  # the longest gold turn is 21 tokens, and the context only 256
+
+    def _download(self, split):
+        return None  # generated here: nothing to fetch, and data_dir is not used
 
     def _load(self, split, data_dir):
         return list(generate_arith(split, ARITH_SIZES[split]))
@@ -711,6 +708,7 @@ class Arith(NumberTask):
 
 
 _TASKS = {"arith": Arith, "gsm8k": GSM8K, "csqa": CommonsenseQA, "mmlu": MMLU}
+VALIDATION_SHARE = 20   # gsm8k, csqa, mmlu: one training question in 20 is held out for validation
 
 
 def get_task(name, **options):
@@ -719,9 +717,6 @@ def get_task(name, **options):
     if name not in _TASKS:
         raise DataError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
     return _TASKS[name](**options)
-
-
-VALIDATION_SHARE = 20   # gsm8k, csqa, mmlu: one training question in 20 is held out for validation
 
 
 def load_splits(task, data_dir=None):
