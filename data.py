@@ -740,14 +740,13 @@ def load_splits(task, data_dir=None):
 # Tokenizers: tiktoken encodings with the few facts the rest of the code needs.
 
 class Tokenizer:
-    """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot,
-    bos, stop ids, the chat format (`chat`: "llama3", "chatml", or None for plain text; what
-    discuss.render writes) and `name`: the spec get_tokenizer() takes."""
+    """encode/decode ordinary text (callers insert special tokens as ids), plus eot, bos,
+    stop_ids (every end of a turn), chat ("llama3", "chatml", or None: plain text; what
+    discuss.render writes) and name: the spec get_tokenizer() takes."""
 
     def __init__(self, enc, name, eot, bos=None, chat=None, stop_ids=()):
         self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
-        self.n_vocab = enc.n_vocab
-        self.stop_ids = set(stop_ids) | {eot}
+        self.n_vocab, self.stop_ids = enc.n_vocab, set(stop_ids) | {eot}
 
     def encode(self, text):
         return self.enc.encode_ordinary(text)  # "<|endoftext|>" in text is text, not the special id
@@ -762,13 +761,13 @@ class Tokenizer:
 
 
 class ArithTokenizer(Tokenizer):
-    """Whole words and numbers as single tokens. One trick keeps the vocabulary small: a newline
-    followed by text is the token <|nl|> followed by that text with a leading space, so the
-    number that starts a line ('8' in '= 8\\n8 + 7') is the same token ' 8' as everywhere else."""
+    """Whole words and numbers as single tokens. A newline before text is the token <|nl|>, and
+    the text after it gets a leading space: so the number that starts a line ('8' in
+    '= 8\\n8 + 7') is the same token ' 8' as everywhere else."""
     NL = re.compile(r"\n(?=\S)")
 
-    def __init__(self, enc, name, eot):
-        super().__init__(enc, name, eot)
+    def __init__(self, enc):
+        super().__init__(enc, "arith", eot=enc.encode_single_token("<|endoftext|>"))
         self.nl = enc.encode_single_token("<|nl|>")
 
     def encode(self, text):
@@ -787,8 +786,10 @@ class ArithTokenizer(Tokenizer):
         return out.decode("utf-8", errors="replace")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arith_tokenizer():
+    """The 256 bytes (a fallback), every number 0..999 after a space, and every word and sign of
+    the templates and turn markers with and without one."""
     texts = [t for s in SCENES for grp in (s["start"], s["ask"], *s["ops"].values()) for t in grp]
     texts += [*NAMES, *NAMES.values(), *ITEMS, *BOXES, "Question Answer Partner I agree disagree",
               "The answer is", "Other agents answered Agent Use their reasoning as advice and",
@@ -799,20 +800,20 @@ def arith_tokenizer():
     ranks = {bytes([i]): i for i in range(256)}
     for p in pieces:
         ranks.setdefault(p.encode(), len(ranks))
-    enc = tiktoken.Encoding("arith", pat_str=r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+",
-                            mergeable_ranks=ranks,
-                            special_tokens={"<|endoftext|>": len(ranks), "<|nl|>": len(ranks) + 1})
-    return ArithTokenizer(enc, "arith", eot=len(ranks))
+    specials = {"<|endoftext|>": len(ranks), "<|nl|>": len(ranks) + 1}
+    return ArithTokenizer(tiktoken.Encoding(
+        "arith", pat_str=r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+",
+        mergeable_ranks=ranks, special_tokens=specials))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def byte_tokenizer():
     enc = tiktoken.Encoding("byte", pat_str=r"\S+|\s+", special_tokens={"<|endoftext|>": 256},
                             mergeable_ranks={bytes([i]): i for i in range(256)})
     return Tokenizer(enc, "byte", eot=256)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpt2_tokenizer():
     try:
         enc = tiktoken.get_encoding("gpt2")
@@ -828,13 +829,11 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
                    "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
-                   "<|python_tag|>"]
-LLAMA3_SPECIALS += [f"<|reserved_special_token_{2 + i}|>"  # 256 in all
-                    for i in range(256 - len(LLAMA3_SPECIALS))]
+                   "<|python_tag|>", *(f"<|reserved_special_token_{i}|>" for i in range(2, 247))]
 
 
 def llama3_tokenizer(model_file, name, chat):
-    """tokenizer.model: one 'base64-token rank' per line. Parsed here, not by tiktoken's
+    """tokenizer.model: one 'base64-token rank' per line. Read here, not by tiktoken's
     load_tiktoken_bpe, which caches local files by path (a changed file would read stale)."""
     ranks = {}
     with open(model_file, "rb") as f:
@@ -849,10 +848,9 @@ def llama3_tokenizer(model_file, name, chat):
     specials = {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
     enc = tiktoken.Encoding(f"llama3:{name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                             special_tokens=specials)
-    eot, bos = specials["<|eot_id|>" if chat else "<|end_of_text|>"], specials["<|begin_of_text|>"]
     stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-    return Tokenizer(enc, name, eot=eot, bos=bos, chat="llama3" if chat else None,
-                     stop_ids=stops)
+    return Tokenizer(enc, name, eot=stops[0] if chat else stops[1], stop_ids=stops,
+                     bos=specials["<|begin_of_text|>"], chat="llama3" if chat else None)
 
 
 class BPETokenizer(Tokenizer):
@@ -877,12 +875,12 @@ GPT2_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?
 # SmolLM2 splits every digit off before GPT-2's regex: a digit is a piece of its own, and the
 # whitespace before one ends its piece whole (GPT-2 would leave its last space to what follows).
 DIGITS_PATTERN = r"\p{N}|'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"
+CHAT_MARKS = {"llama3": "<|start_header_id|>", "chatml": "<|im_start|>"}  # in a chat template
 
 
 def _split_pattern(pre, where):
-    """The tiktoken regex that splits text as a tokenizer.json pre_tokenizer does: ByteLevel
-    (GPT-2's regex), Digits(individual_digits) then ByteLevel (SmolLM2), or a Split regex then
-    ByteLevel without its own (Llama 3, Qwen2)."""
+    """The regex that splits text as a tokenizer.json pre_tokenizer does: ByteLevel (GPT-2's
+    regex), Digits then ByteLevel (SmolLM2), or a Split regex then a plain ByteLevel (Qwen2)."""
     *first, last = (pre or {}).get("pretokenizers", [pre or {}])
     if last.get("type") == "ByteLevel" and not last.get("add_prefix_space"):
         own = last.get("use_regex", True)
@@ -897,16 +895,9 @@ def _split_pattern(pre, where):
     raise DataError(f"{where}: unsupported pre_tokenizer {json.dumps(pre)[:200]}")
 
 
-def _chat_format(template):
-    """'llama3' or 'chatml' by the special tokens a chat template writes; None: plain text."""
-    marks = {"llama3": "<|start_header_id|>", "chatml": "<|im_start|>"}
-    return next((chat for chat, mark in marks.items() if mark in template), None)
-
-
 def bpe_tokenizer(path, name):
-    """A Hugging Face directory's tokenizer.json (byte-level BPE: SmolLM2, Qwen2) as a tiktoken
-    Encoding. The end of a turn is tokenizer_config.json's eos_token, the stop ids add
-    generation_config.json's eos_token_id, and the chat template names the chat format."""
+    """A Hugging Face folder's tokenizer.json (byte-level BPE: SmolLM2, Qwen2). The end of a turn
+    is tokenizer_config.json's eos_token, generation_config.json's eos_token_id adds stop ids."""
     where = path / "tokenizer.json"
     spec, config = _read_json(where), _read_json(path / "tokenizer_config.json")
     model, normalizer = spec.get("model") or {}, (spec.get("normalizer") or {}).get("type")
@@ -937,15 +928,14 @@ def bpe_tokenizer(path, name):
     if eos is None and not stops:
         raise DataError(f"{path}: no end token (eos_token in tokenizer_config.json or "
                         f"eos_token_id in generation_config.json)")
-    # The bos a tokenizer prepends to every text (Llama 3); SmolLM2 and Qwen2 prepend none.
-    first = ((spec.get("post_processor") or {}).get("single") or [{}])[0]
+    first = ((spec.get("post_processor") or {}).get("single") or [{}])[0]  # a bos: Llama 3's
     template = config.get("chat_template") or ""
     if (path / "chat_template.jinja").is_file():  # where newer transformers save it
         template = (path / "chat_template.jinja").read_text(encoding="utf-8")
     return BPETokenizer(enc, name, n_vocab, normalizer == "NFC",
                         eot=stops[0] if eos is None else eos, stop_ids=stops,
                         bos=specials.get(first.get("SpecialToken", {}).get("id")),
-                        chat=_chat_format(str(template)))
+                        chat=next((c for c, m in CHAT_MARKS.items() if m in str(template)), None))
 
 
 def hub_tokenizer(repo):
@@ -962,34 +952,31 @@ def hub_tokenizer(repo):
 
 
 def get_tokenizer(name_or_dir, chat=None):
-    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, a
-    GPT-2 config.json, or a byte-level BPE tokenizer.json) or a hub repo. Llama 3's tokenizer.model
-    gets the chat template when its name contains 'instruct' (Meta's naming:
-    Llama-3.2-1B-Instruct), and `chat` overrides that rule; a tokenizer.json's chat template
-    says its format."""
+    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Meta's tokenizer.model, a GPT-2
+    config.json or a byte-level BPE tokenizer.json) or a hub repo. tokenizer.model gets the chat
+    template when the name contains 'instruct' (Meta's naming: Llama-3.2-1B-Instruct), or as
+    `chat` says; a tokenizer.json's chat template names its format."""
     spec = str(name_or_dir)
-    if spec == "arith":
-        return arith_tokenizer()
-    if spec == "byte":
-        return byte_tokenizer()
+    if spec in ("arith", "byte"):
+        return arith_tokenizer() if spec == "arith" else byte_tokenizer()
     if re.fullmatch(r"(openai-community/)?(gpt2|distilgpt2|gpt2-(medium|large|xl))", spec):
         return gpt2_tokenizer()
     path = Path(spec).expanduser()
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
         path = hub_tokenizer(spec)  # read as a directory, named by the repo
-    if path.is_dir():
-        for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
-            if f.is_file():
-                named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
-                return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
-        if _read_json(path / "config.json", missing={}).get("model_type") == "gpt2":
-            return gpt2_tokenizer()
-        if (path / "tokenizer.json").is_file():
-            return bpe_tokenizer(path, spec)
-        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model, GPT-2 "
-                        f"config.json or tokenizer.json")
-    raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory "
-                    f"or a hub repo")
+    if not path.is_dir():
+        raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model "
+                        f"directory or a hub repo")
+    for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
+        if f.is_file():
+            named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
+            return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
+    if _read_json(path / "config.json", missing={}).get("model_type") == "gpt2":
+        return gpt2_tokenizer()
+    if (path / "tokenizer.json").is_file():
+        return bpe_tokenizer(path, spec)
+    raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model, GPT-2 config.json "
+                    f"or tokenizer.json")
 
 
 # -----------------------------------------------------------------------------
@@ -1035,9 +1022,9 @@ def make_batch(tok, sequences, block_size):
 
 def length_groups(targets):
     """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last
-    target (later tokens cannot change the loss). SAIE batches mix discussions with plain pairs
-    several times shorter; padding those to the longest row wastes compute, so they split where
-    that saves a quarter. Returns [(row indices, length), ...]."""
+    target. SAIE batches mix discussions with plain pairs several times shorter; padding those to
+    the longest row wastes compute, so they split where that saves a quarter.
+    Returns [(row indices, length), ...]."""
     ends = [int(r.nonzero().max()) + 1 if r.any() else 1 for r in targets != -100]
     order = sorted(range(len(ends)), key=ends.__getitem__)
     n, longest = len(order), ends[order[-1]]
