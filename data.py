@@ -12,6 +12,7 @@ Every defect in a data file is a DataError: one line naming the file, line and f
 Downloaded content is only ever parsed (json, csv), never eval'd, exec'd or unpickled.
 """
 
+import ast
 import base64
 import csv
 import errno
@@ -20,6 +21,7 @@ import hashlib
 import http.client
 import itertools
 import json
+import operator
 import os
 import random
 import re
@@ -240,56 +242,36 @@ def _fmt(x):
 
 
 # -----------------------------------------------------------------------------
-# A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, exact
-# fractions. Recursive descent over a token list; never eval().
+# A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, in exact
+# fractions. Python's parser reads the expression and we evaluate its few allowed nodes: no eval().
 
 DECIMAL = r"\d+(?:\.\d*)?|\.\d+"
+CALC_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+            ast.Div: operator.truediv, ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
 def calc(expr):
-    tokens = re.findall(rf"{DECIMAL}|[-+*/()]|\S", expr)
-    if len(tokens) > 200:
+    expr = expr.strip()
+    if len(expr) > 400:
         raise ValueError("expression too long")
-    tokens.append("end")  # never taken: it only names the end in messages
-    pos = 0
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"not an expression: {expr!r}") from None
 
-    def take(*ok):
-        nonlocal pos
-        if tokens[pos] in ok:
-            pos += 1
-            return tokens[pos - 1]
-
-    def factor():
-        if sign := take("-", "+"):
-            return -factor() if sign == "-" else factor()
-        if take("("):
-            v = expression()
-            if not take(")"):
-                raise ValueError("missing )")
-            return v
-        if re.fullmatch(DECIMAL, tokens[pos]):
-            return Fraction(take(tokens[pos]))
-        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
-
-    def term():
-        v = factor()
-        while op := take("*", "/"):
-            r = factor()
-            if op == "/" and r == 0:
+    def value(node):
+        op, text = CALC_OPS.get(type(getattr(node, "op", None))), ast.get_source_segment(expr, node)
+        if isinstance(node, ast.Constant) and re.fullmatch(DECIMAL, text):
+            return Fraction(text)
+        if isinstance(node, ast.UnaryOp) and op:
+            return op(value(node.operand))
+        if isinstance(node, ast.BinOp) and op:
+            left, right = value(node.left), value(node.right)
+            if op is operator.truediv and right == 0:
                 raise ValueError("division by zero")
-            v = v * r if op == "*" else v / r
-        return v
-
-    def expression():
-        v = term()
-        while op := take("+", "-"):
-            v = v + term() if op == "+" else v - term()
-        return v
-
-    value = expression()
-    if tokens[pos] != "end":
-        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
-    return value
+            return op(left, right)
+        raise ValueError(f"unexpected {text!r} in {expr!r}")
+    return value(tree)
 
 
 # -----------------------------------------------------------------------------
