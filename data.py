@@ -98,8 +98,7 @@ def cache_dir(*parts):
 
 def write_atomic(path, content):
     """Write path all or nothing: content (text, bytes, or write(f) filling a binary file) goes to
-    a temp file beside path, which one rename puts in its place. Killed or failing before that,
-    path stays as it was (at worst a *.tmp file is left, never a half path)."""
+    a temp file beside it that one rename puts in place (killed before: at worst a *.tmp stays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -438,8 +437,9 @@ class MultipleChoice(Task):
         """The letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the choice named."""
         L = self.letters
         for pattern, which in [(rf"####\s*\(?([{L}])\b", 0),
-                               (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1), (rf"\(([{L}])\)", -1),
-                               (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
+                               (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
+                               (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1),
+                               (rf"^\s*([{L}])[.:]?\s*$", -1)]:
             found = re.findall(pattern, text)
             if found:
                 return found[which]
@@ -487,9 +487,8 @@ class CommonsenseQA(MultipleChoice):
 
 
 class MMLU(MultipleChoice):
-    """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. MMLU has no training
-    split; the paper does not say what it trained on, so we train on dev + validation (about 1,800
-    questions) and evaluate on test."""
+    """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. No training split, and
+    the paper does not say what it trained on: we train on dev + validation (about 1,800)."""
     name, splits, letters = "mmlu", ("train", "dev", "validation", "test"), "ABCD"
     url = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"  # no published sha256
     files = {"dev": ["dev"], "validation": ["val", "validation"], "test": ["test"]}
@@ -703,9 +702,8 @@ def get_task(name, **options):
 
 def load_splits(task, data_dir=None):
     """{'train', 'validation', 'test'}: what a run trains on, chooses its settings on, and reports.
-    arith has all three, disjoint by chain. The other tasks hold out a validation slice of train, by
-    a hash of the question (so the slice stays put when a file's order changes), and test is the
-    split we evaluate on (csqa: its published dev set, since its test labels are hidden)."""
+    Besides arith, validation is 1 in VALIDATION_SHARE of train by a hash of the question (it stays
+    put when a file's order changes); test is the last split (csqa: dev, its test labels hidden)."""
     task = get_task(task)
     test = task.load(task.splits[-1], data_dir)
     if task.name == "arith":
@@ -935,9 +933,8 @@ def hub_tokenizer(repo):
 
 def get_tokenizer(name_or_dir, chat=None):
     """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Meta's tokenizer.model, a GPT-2
-    config.json or a byte-level BPE tokenizer.json) or a hub repo. tokenizer.model gets the chat
-    template when the name contains 'instruct' (Meta's naming: Llama-3.2-1B-Instruct), or as
-    `chat` says; a tokenizer.json's chat template names its format."""
+    config.json or a tokenizer.json) or a hub repo. tokenizer.model chats when `chat` or, by
+    default, its name says 'instruct' (Llama-3.2-1B-Instruct); tokenizer.json's template says."""
     spec = str(name_or_dir)
     if spec in ("arith", "byte"):
         return arith_tokenizer() if spec == "arith" else byte_tokenizer()
@@ -972,8 +969,6 @@ def encode_part(tok, part):
 def make_batch(tok, sequences, block_size):
     """idx (B, T) and targets (B, T), T = the longest sequence: targets keep a token only where it
     belongs to a trainable segment, else -100. Too long: cut the left of the untrained prefix."""
-    if not sequences:
-        raise ValueError("make_batch needs at least one sequence")
     rows = []
     for seq in sequences:
         ids, train = [], []
@@ -1003,10 +998,8 @@ def make_batch(tok, sequences, block_size):
 
 
 def length_groups(targets):
-    """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last
-    target. SAIE batches mix discussions with plain pairs several times shorter; padding those to
-    the longest row wastes compute, so they split where that saves a quarter.
-    Returns [(row indices, length), ...]."""
+    """[(row indices, length), ...]: one or two groups, each cut after its rows' last target. SAIE
+    mixes discussions with plain pairs several times shorter: split where that saves a quarter."""
     ends = [int(r.nonzero().max()) + 1 if r.any() else 1 for r in targets != -100]
     order = sorted(range(len(ends)), key=ends.__getitem__)
     n, longest = len(order), ends[order[-1]]
