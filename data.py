@@ -1,7 +1,7 @@
 """
 Everything between raw files and token tensors: the tasks (GSM8K, CommonsenseQA, MMLU and
-`arith`, our built-in word problems), answer checking, tokenizers (tiktoken only), padded
-batches with loss masks, and careful downloads.
+`arith`, our built-in word problems), answer checking, tokenizers (on tiktoken), padded batches
+with loss masks, and careful downloads.
 
     task = get_task("gsm8k")
     train = task.load("train")   # [Example], downloaded on first use (data_dir=: a local copy)
@@ -12,6 +12,7 @@ Every defect in a data file is a DataError: one line naming the file, line and f
 Downloaded content is only ever parsed (json, csv), never eval'd, exec'd or unpickled.
 """
 
+import ast
 import base64
 import csv
 import errno
@@ -20,6 +21,7 @@ import hashlib
 import http.client
 import itertools
 import json
+import operator
 import os
 import random
 import re
@@ -46,15 +48,14 @@ class DataError(ValueError):
     (model.WeightsError, the same for weights, is one too.)"""
 
 
-# Every command runs through cli(): an error raised on purpose (bad data or weights, a failed
-# download, out of memory, a folder that cannot be written) is one line for the user; anything
-# else is a bug and keeps its traceback. What was written before it (checkpoints, transcripts,
-# metrics) stays as it was.
+# Errors raised on purpose: bad data or weights, a failed download, out of memory, a folder that
+# cannot be written. Anything else is a bug and keeps its traceback.
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
 def cli(main, prog=None):
-    """Run main() as a command: deliberate errors become `prog: error: ...` on stderr and exit 1."""
+    """Run main() as a command: a deliberate error becomes one line `prog: error: ...` on stderr
+    and exit status 1. What was written before it (checkpoints, metrics) stays as it was."""
     prog = prog or Path(sys.argv[0]).name
     try:
         main()
@@ -64,8 +65,7 @@ def cli(main, prog=None):
         raise
     except DataError as e:
         sys.exit(f"{prog}: error: {e}")
-    except torch.OutOfMemoryError as e:
-        # "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...": its first two sentences
+    except torch.OutOfMemoryError as e:  # "CUDA out of memory. Tried to allocate 2.00 GiB. ..."
         what = ". ".join(str(e).splitlines()[0].split(". ")[:2])
         sys.exit(f"{prog}: error: out of memory ({what}); lower --batch-size (raise --grad-accum "
                  "to keep the batch size) or --max-turn-tokens; checkpoints already written stay, "
@@ -73,8 +73,7 @@ def cli(main, prog=None):
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
-        sys.exit(f"{prog}: error: {e.filename}: {e.strerror}" if e.filename
-                 else f"{prog}: error: {e}")
+        sys.exit(f"{prog}: error: " + (f"{e.filename}: {e.strerror}" if e.filename else str(e)))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -99,8 +98,7 @@ def cache_dir(*parts):
 
 def write_atomic(path, content):
     """Write path all or nothing: content (text, bytes, or write(f) filling a binary file) goes to
-    a temp file beside path, which one rename puts in its place. Killed or failing before that,
-    we leave path as it was (and at worst a *.tmp file, never a half path)."""
+    a temp file beside it that one rename puts in place (killed before: at worst a *.tmp stays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -117,8 +115,8 @@ def write_atomic(path, content):
 
 
 def download(url, path, sha256=None, token=None):
-    """Fetch url into path over HTTPS through write_atomic, sha256 checked where given. A file
-    already there is kept when it has that sha256 (or none was given)."""
+    """Fetch url into path over HTTPS (write_atomic), sha256 checked where given. A file already
+    there is kept when it has that sha256 (or none was given)."""
     path = Path(path)
     if not url.startswith("https://"):
         raise DataError(f"refusing to fetch {url}: only https:// URLs are fetched")
@@ -162,27 +160,40 @@ def hub_file(repo, filename):
         raise DataError(f"{e}{gated}") from None
 
 
+def _json_object(raw, where):
+    """raw (bytes or text) as a JSON object; a defect is a DataError naming `where`."""
+    try:
+        obj = json.loads(raw)  # json reads bytes as UTF-8 (a BOM allowed) or UTF-16/32
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: not a JSON object (got {type(obj).__name__})")
+    return obj
+
+
+def _read_json(path, missing=None):
+    """A JSON object file as a dict; `missing` when there is no such file (None: an error)."""
+    if missing is not None and not path.is_file():
+        return missing
+    try:
+        return _json_object(path.read_bytes(), path)
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+
+
 def read_jsonl(path):
-    """Yield (line number, dict) of a JSON-lines file; a defect is a DataError naming file:line."""
+    """Yield (line number, object) for each non-blank line of a JSON-lines file."""
     n = lineno = 0
     with open(path, "rb") as f:
         while raw := f.readline(MAX_LINE + 1):  # capped: a gigantic line cannot eat the memory
             lineno += 1
-            where = f"{path}:{lineno}"
             if len(raw) > MAX_LINE:
-                raise DataError(f"{where}: line longer than {MAX_LINE} bytes")
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)  # json reads the bytes as UTF-8 (a BOM allowed) or UTF-16/32
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            n += 1
-            yield lineno, obj
+                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE} bytes")
+            if raw.strip():
+                n += 1
+                yield lineno, _json_object(raw, f"{path}:{lineno}")
     if n == 0:
         raise DataError(f"{path}:{lineno + 1}: no examples (the file is empty)")
 
@@ -220,56 +231,6 @@ def normalize_number(s):
     return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
 
 
-# -----------------------------------------------------------------------------
-# A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, exact
-# fractions. Recursive descent over a token list; never eval().
-
-def calc(expr):
-    tokens = re.findall(r"\d+(?:\.\d*)?|\.\d+|[-+*/()]|\S", expr)
-    if len(tokens) > 200:
-        raise ValueError("expression too long")
-    tokens.append("end")  # never taken: it only names the end in messages
-    pos = 0
-
-    def take(*ok):
-        nonlocal pos
-        if tokens[pos] in ok:
-            pos += 1
-            return tokens[pos - 1]
-
-    def factor():
-        if sign := take("-", "+"):
-            return -factor() if sign == "-" else factor()
-        if take("("):
-            v = expression()
-            if not take(")"):
-                raise ValueError("missing )")
-            return v
-        if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", tokens[pos]):
-            return Fraction(take(tokens[pos]))
-        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
-
-    def term():
-        v = factor()
-        while op := take("*", "/"):
-            r = factor()
-            if op == "/" and r == 0:
-                raise ValueError("division by zero")
-            v = v * r if op == "*" else v / r
-        return v
-
-    def expression():
-        v = term()
-        while op := take("+", "-"):
-            v = v + term() if op == "+" else v - term()
-        return v
-
-    value = expression()
-    if tokens[pos] != "end":
-        raise ValueError(f"unexpected {tokens[pos]} in {expr!r}")
-    return value
-
-
 def _num(s):
     n = normalize_number(s)
     return None if n is None else Fraction(n)
@@ -280,40 +241,77 @@ def _fmt(x):
 
 
 # -----------------------------------------------------------------------------
+# A tiny calculator for GSM8K's <<48/2=24>> notes: numbers, + - * / and parentheses, in exact
+# fractions. Python's parser reads the expression and we evaluate its few allowed nodes: no eval().
+
+DECIMAL = r"\d+(?:\.\d*)?|\.\d+"
+CALC_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+            ast.Div: operator.truediv, ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def calc(expr):
+    expr = expr.strip()
+    if len(expr) > 400:
+        raise ValueError("expression too long")
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"not an expression: {expr!r}") from None
+
+    def value(node):
+        op, text = CALC_OPS.get(type(getattr(node, "op", None))), ast.get_source_segment(expr, node)
+        if isinstance(node, ast.Constant) and re.fullmatch(DECIMAL, text):
+            return Fraction(text)
+        if isinstance(node, ast.UnaryOp) and op:
+            return op(value(node.operand))
+        if isinstance(node, ast.BinOp) and op:
+            left, right = value(node.left), value(node.right)
+            if op is operator.truediv and right == 0:
+                raise ValueError("division by zero")
+            return op(left, right)
+        raise ValueError(f"unexpected {text!r} in {expr!r}")
+    return value(tree)
+
+
+# -----------------------------------------------------------------------------
 # Tasks: one small interface per data set.
 
 class Task:
     name: str
     splits: tuple[str, ...]   # the last one is the split we evaluate on
     urls: dict                # split -> (url, sha256 or None), fetched when there is no data_dir
-    files: dict               # split -> its file names in data_dir; the first names the cached copy
+    files: dict               # split -> its names in data_dir; the first names the cached copy
+    kind, subfolders = "file", ()  # mmlu: a folder per split, also looked for under data/
     turn_tokens = 256         # the longest turn a model speaks (--max-turn-tokens overrides)
 
     def load(self, split, data_dir=None):
         if split not in self.splits:
             raise DataError(f"{self.name} has no split {split!r}; splits: {', '.join(self.splits)}")
-        return self._load(split, data_dir)
+        return self._load(split, self._download(split) if data_dir is None else Path(data_dir))
 
     def target(self, ex):
         return f"{ex.rationale}\n#### {ex.answer}"
 
+    def _download(self, split):
+        """Fetch the split into the cache; returns the folder to load it from."""
+        url, sha = self.urls[split]
+        return download(url, cache_dir("data", self.name, self.files[split][0]), sha256=sha).parent
+
+    def _find(self, data_dir, split, required=True):
+        """The split's file (or folder) in data_dir or data_dir/<task>: the first name found."""
+        dirs = [data_dir / sub for sub in ("", self.name, *self.subfolders)]
+        names, there = self.files[split], Path.is_dir if self.kind == "folder" else Path.is_file
+        found = next((d / n for d in dirs for n in names if there(d / n)), None)
+        if found is None and required:
+            raise DataError(f"no {self.name} {split} {self.kind} ({' or '.join(names)}) in "
+                            f"{', '.join(map(str, dirs))}")
+        return found
+
     def _load(self, split, data_dir):
         """A JSON-lines file, one example per line (parse() reads one); arith, MMLU: their own."""
-        path = self._locate(split, data_dir)
+        path = self._find(data_dir, split)
         return [self.parse(obj, f"{path}:{lineno}", f"{split}-{i}")
                 for i, (lineno, obj) in enumerate(read_jsonl(path))]
-
-    def _locate(self, split, data_dir):
-        """The split's file in data_dir (or data_dir/<task>), else downloaded into the cache."""
-        names = self.files[split]
-        if data_dir is None:
-            url, sha = self.urls[split]
-            return download(url, cache_dir("data", self.name, names[0]), sha256=sha)
-        dirs = (Path(data_dir), Path(data_dir) / self.name)
-        if found := next((d / n for d in dirs for n in names if (d / n).is_file()), None):
-            return found
-        raise DataError(f"no {self.name} {split} file ({' or '.join(names)}) in {data_dir} "
-                        f"or {data_dir}/{self.name}")
 
 
 class NumberTask(Task):
@@ -439,8 +437,9 @@ class MultipleChoice(Task):
         """The letter: '#### B', 'answer is (B)', '(B)', 'B)', a bare 'B'; else the choice named."""
         L = self.letters
         for pattern, which in [(rf"####\s*\(?([{L}])\b", 0),
-                               (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1), (rf"\(([{L}])\)", -1),
-                               (rf"(?:^|\s)([{L}])\)", -1), (rf"^\s*([{L}])[.:]?\s*$", -1)]:
+                               (rf"(?i:answer is|answer:)\s*\(?([{L}])\b", -1),
+                               (rf"\(([{L}])\)", -1), (rf"(?:^|\s)([{L}])\)", -1),
+                               (rf"^\s*([{L}])[.:]?\s*$", -1)]:
             found = re.findall(pattern, text)
             if found:
                 return found[which]
@@ -488,32 +487,14 @@ class CommonsenseQA(MultipleChoice):
 
 
 class MMLU(MultipleChoice):
-    """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. MMLU has no training
-    split; the paper does not say what it trained on, so we train on dev + validation (about 1,800
-    questions) and evaluate on test."""
+    """57 subjects, 4-way; csv without header: question, A, B, C, D, answer. No training split, and
+    the paper does not say what it trained on: we train on dev + validation (about 1,800)."""
     name, splits, letters = "mmlu", ("train", "dev", "validation", "test"), "ABCD"
     url = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"  # no published sha256
-    folders = {"dev": ("dev",), "validation": ("val", "validation"), "test": ("test",)}
+    files = {"dev": ["dev"], "validation": ["val", "validation"], "test": ["test"]}
+    kind, subfolders = "folder", ("data",)  # data.tar unpacks to data/dev, data/val, data/test
 
-    def _load(self, split, data_dir):
-        root = self._root(data_dir)
-        if split == "train":
-            if self._folder(root, "validation"):
-                return self._load("dev", root) + self._load("validation", root)
-            warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
-            return self._load("dev", root)
-        folder = self._folder(root, split)
-        if folder is None:
-            raise DataError(f"no mmlu {split} folder ({' or '.join(self.folders[split])}) in "
-                            f"{root}, {root}/mmlu or {root}/data")
-        files = sorted(folder.glob("*.csv"))
-        if not files:
-            raise DataError(f"{folder}: no .csv files")
-        return [ex for f in files for ex in self._read_csv(f, split)]
-
-    def _root(self, data_dir):
-        if data_dir is not None:
-            return Path(data_dir)
+    def _download(self, split):
         root = cache_dir("data", "mmlu")
         if not (root / "data").is_dir():
             tar = download(self.url, root / "data.tar")
@@ -523,16 +504,23 @@ class MMLU(MultipleChoice):
             tar.unlink()
         return root
 
-    def _folder(self, root, split):
-        dirs = (root, root / "mmlu", root / "data")
-        return next((d / n for d in dirs for n in self.folders[split] if (d / n).is_dir()), None)
+    def _load(self, split, root):
+        if split == "train":
+            if self._find(root, "validation", required=False):
+                return self._load("dev", root) + self._load("validation", root)
+            warnings.warn(f"mmlu: no validation folder in {root}; training on dev alone")
+            return self._load("dev", root)
+        folder = self._find(root, split)
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            raise DataError(f"{folder}: no .csv files")
+        return [ex for f in files for ex in self._read_csv(f, split)]
 
     def _read_csv(self, path, split):
-        subject = re.sub(r"_(dev|val|validation|test)$", "", path.stem)
-        out = []
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
+        subject, out = re.sub(r"_(dev|val|validation|test)$", "", path.stem), []
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            try:
                 for row in reader:
                     where = f"{path}:{reader.line_num}"
                     if len(row) != 6:
@@ -543,10 +531,10 @@ class MMLU(MultipleChoice):
                                         f"got {row[5][:20]!r}")
                     out.append(self.example(row[0], row[1:5], row[5].strip(),
                                             f"{subject}-{split}-{len(out)}"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
-        except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: malformed csv ({e})") from None
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
+            except csv.Error as e:
+                raise DataError(f"{path}:{reader.line_num}: malformed csv ({e})") from None
         if not out:
             raise DataError(f"{path}:1: no examples (the file is empty)")
         return out
@@ -563,17 +551,16 @@ def _extract_tar(tar_path, dest):
 
 
 # -----------------------------------------------------------------------------
-# arith: GSM8K-style word problems generated offline, short enough for a ~1M-parameter model
-# trained from scratch on a CPU. A problem is a chain: start value, then 1-3 operations.
-# The splits are disjoint by construction: a hash of the chain ("12-4+7") picks its split, so no
-# validation or test chain (numbers and operations) is ever seen in training, under any names.
-# Validation and test hold each chain once: a repeated chain would count one problem twice.
+# arith: GSM8K-style word problems generated in code, short enough for a ~1M-parameter model
+# trained from scratch on a CPU. A problem is a chain: a start value, then 1-3 operations.
+# A hash of the chain ("12-4+7") picks its split, so no validation or test chain is ever seen in
+# training, under any names. Validation and test hold each chain once (else it would count twice).
 
 ARITH_MAX_OPERAND = 20               # start values and +/- operands are 2..20
 ARITH_MAX_FACTOR = 10                # * and / operands are 2..10 (times tables, not long products)
 ARITH_MAX_VALUE = 999                # every intermediate and final value stays in 1..999
 ARITH_OPS_MIX = {1: 0.5, 2: 0.35, 3: 0.15}   # share of problems with 1, 2, 3 operations
-ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}  # validation, test: distinct
+ARITH_SIZES = {"train": 100_000, "validation": 1000, "test": 2000}
 ARITH_HOLDOUT = {0: "test", 10: "validation"}  # chain hash mod 20 -> split; the other 18: train
 ARITH_SEED = 1234
 
@@ -619,9 +606,8 @@ def arith_chain(steps):
 
 
 def arith_split(steps):
-    """'train', 'validation' or 'test', from a hash of the chain alone (start, operations,
-    operands). Test and validation share what was test's one chain in 10, so train is the same as
-    when there was no validation split (and so are the warm-up assets trained on it)."""
+    """'train', 'validation' or 'test' by a hash of the chain. Validation takes half of what was
+    once test's share, so train (and the warm-up assets trained on it) did not change."""
     h = int(hashlib.sha256(arith_chain(steps).encode()).hexdigest(), 16)
     return ARITH_HOLDOUT.get(h % 20, "train")
 
@@ -650,9 +636,8 @@ def _rationale(steps):
 
 @functools.lru_cache(maxsize=8)
 def generate_arith(split, n, seed=ARITH_SEED):
-    """n problems of one split, the same ones for the same seed. Validation and test keep the first
-    problem of each chain, then are shuffled: chains with one operation are few (about 30 per split)
-    and all drawn early, so the shuffle makes every prefix (--eval-limit) a sample of the whole."""
+    """n problems of one split, the same for the same seed. Validation and test are shuffled:
+    one-operation chains are few and all drawn early, so every prefix (--eval-limit) samples all."""
     rng, problems, seen = random.Random(f"arith-{split}-{seed}"), [], set()
     while len(problems) < n:
         question, steps = arith_problem(rng)
@@ -669,6 +654,9 @@ def generate_arith(split, n, seed=ARITH_SEED):
 class Arith(NumberTask):
     name, splits = "arith", ("train", "validation", "test")
     turn_tokens = 24  # the longest gold turn is 21 tokens, and the context only 256
+
+    def _download(self, split):
+        return None  # generated here: nothing to fetch, and data_dir is not used
 
     def _load(self, split, data_dir):
         return list(generate_arith(split, ARITH_SIZES[split]))
@@ -701,6 +689,7 @@ class Arith(NumberTask):
 
 
 _TASKS = {"arith": Arith, "gsm8k": GSM8K, "csqa": CommonsenseQA, "mmlu": MMLU}
+VALIDATION_SHARE = 20   # gsm8k, csqa, mmlu: one training question in 20 is held out for validation
 
 
 def get_task(name, **options):
@@ -711,14 +700,10 @@ def get_task(name, **options):
     return _TASKS[name](**options)
 
 
-VALIDATION_SHARE = 20   # gsm8k, csqa, mmlu: one training question in 20 is held out for validation
-
-
 def load_splits(task, data_dir=None):
     """{'train', 'validation', 'test'}: what a run trains on, chooses its settings on, and reports.
-    arith has all three, disjoint by chain. The other tasks hold out a validation slice of train, by
-    a hash of the question (so the slice stays put when a file's order changes), and test is the
-    split we evaluate on (csqa: its published dev set, since its test labels are hidden)."""
+    Besides arith, validation is 1 in VALIDATION_SHARE of train by a hash of the question (it stays
+    put when a file's order changes); test is the last split (csqa: dev, its test labels hidden)."""
     task = get_task(task)
     test = task.load(task.splits[-1], data_dir)
     if task.name == "arith":
@@ -735,14 +720,13 @@ def load_splits(task, data_dir=None):
 # Tokenizers: tiktoken encodings with the few facts the rest of the code needs.
 
 class Tokenizer:
-    """encode/decode ordinary text (special tokens are inserted by callers as ids), plus eot,
-    bos, stop ids, the chat format (`chat`: "llama3", "chatml", or None for plain text; what
-    discuss.render writes) and `name`: the spec get_tokenizer() takes."""
+    """encode/decode ordinary text (callers insert special tokens as ids), plus eot, bos,
+    stop_ids (every end of a turn), chat ("llama3", "chatml", or None: plain text; what
+    discuss.render writes) and name: the spec get_tokenizer() takes."""
 
     def __init__(self, enc, name, eot, bos=None, chat=None, stop_ids=()):
         self.enc, self.name, self.eot, self.bos, self.chat = enc, name, eot, bos, chat
-        self.n_vocab = enc.n_vocab
-        self.stop_ids = set(stop_ids) | {eot}
+        self.n_vocab, self.stop_ids = enc.n_vocab, set(stop_ids) | {eot}
 
     def encode(self, text):
         return self.enc.encode_ordinary(text)  # "<|endoftext|>" in text is text, not the special id
@@ -757,13 +741,13 @@ class Tokenizer:
 
 
 class ArithTokenizer(Tokenizer):
-    """Whole words and numbers as single tokens. One trick keeps the vocabulary small: a newline
-    followed by text is the token <|nl|> followed by that text with a leading space, so the
-    number that starts a line ('8' in '= 8\\n8 + 7') is the same token ' 8' as everywhere else."""
+    """Whole words and numbers as single tokens. A newline before text is the token <|nl|>, and
+    the text after it gets a leading space: so the number that starts a line ('8' in
+    '= 8\\n8 + 7') is the same token ' 8' as everywhere else."""
     NL = re.compile(r"\n(?=\S)")
 
-    def __init__(self, enc, name, eot):
-        super().__init__(enc, name, eot)
+    def __init__(self, enc):
+        super().__init__(enc, "arith", eot=enc.encode_single_token("<|endoftext|>"))
         self.nl = enc.encode_single_token("<|nl|>")
 
     def encode(self, text):
@@ -782,8 +766,10 @@ class ArithTokenizer(Tokenizer):
         return out.decode("utf-8", errors="replace")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arith_tokenizer():
+    """The 256 bytes (a fallback), every number 0..999 after a space, and every word and sign of
+    the templates and turn markers with and without one."""
     texts = [t for s in SCENES for grp in (s["start"], s["ask"], *s["ops"].values()) for t in grp]
     texts += [*NAMES, *NAMES.values(), *ITEMS, *BOXES, "Question Answer Partner I agree disagree",
               "The answer is", "Other agents answered Agent Use their reasoning as advice and",
@@ -794,20 +780,20 @@ def arith_tokenizer():
     ranks = {bytes([i]): i for i in range(256)}
     for p in pieces:
         ranks.setdefault(p.encode(), len(ranks))
-    enc = tiktoken.Encoding("arith", pat_str=r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+",
-                            mergeable_ranks=ranks,
-                            special_tokens={"<|endoftext|>": len(ranks), "<|nl|>": len(ranks) + 1})
-    return ArithTokenizer(enc, "arith", eot=len(ranks))
+    specials = {"<|endoftext|>": len(ranks), "<|nl|>": len(ranks) + 1}
+    return ArithTokenizer(tiktoken.Encoding(
+        "arith", pat_str=r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+",
+        mergeable_ranks=ranks, special_tokens=specials))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def byte_tokenizer():
     enc = tiktoken.Encoding("byte", pat_str=r"\S+|\s+", special_tokens={"<|endoftext|>": 256},
                             mergeable_ranks={bytes([i]): i for i in range(256)})
     return Tokenizer(enc, "byte", eot=256)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpt2_tokenizer():
     try:
         enc = tiktoken.get_encoding("gpt2")
@@ -823,13 +809,11 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                    "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
                    "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
-                   "<|python_tag|>"]
-LLAMA3_SPECIALS += [f"<|reserved_special_token_{2 + i}|>"  # 256 in all
-                    for i in range(256 - len(LLAMA3_SPECIALS))]
+                   "<|python_tag|>", *(f"<|reserved_special_token_{i}|>" for i in range(2, 247))]
 
 
 def llama3_tokenizer(model_file, name, chat):
-    """tokenizer.model: one 'base64-token rank' per line. Parsed here, not by tiktoken's
+    """tokenizer.model: one 'base64-token rank' per line. Read here, not by tiktoken's
     load_tiktoken_bpe, which caches local files by path (a changed file would read stale)."""
     ranks = {}
     with open(model_file, "rb") as f:
@@ -844,10 +828,9 @@ def llama3_tokenizer(model_file, name, chat):
     specials = {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
     enc = tiktoken.Encoding(f"llama3:{name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                             special_tokens=specials)
-    eot, bos = specials["<|eot_id|>" if chat else "<|end_of_text|>"], specials["<|begin_of_text|>"]
     stops = [specials[s] for s in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-    return Tokenizer(enc, name, eot=eot, bos=bos, chat="llama3" if chat else None,
-                     stop_ids=stops)
+    return Tokenizer(enc, name, eot=stops[0] if chat else stops[1], stop_ids=stops,
+                     bos=specials["<|begin_of_text|>"], chat="llama3" if chat else None)
 
 
 class BPETokenizer(Tokenizer):
@@ -872,12 +855,12 @@ GPT2_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?
 # SmolLM2 splits every digit off before GPT-2's regex: a digit is a piece of its own, and the
 # whitespace before one ends its piece whole (GPT-2 would leave its last space to what follows).
 DIGITS_PATTERN = r"\p{N}|'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"
+CHAT_MARKS = {"llama3": "<|start_header_id|>", "chatml": "<|im_start|>"}  # in a chat template
 
 
 def _split_pattern(pre, where):
-    """The tiktoken regex that splits text as a tokenizer.json pre_tokenizer does: ByteLevel
-    (GPT-2's regex), Digits(individual_digits) then ByteLevel (SmolLM2), or a Split regex then
-    ByteLevel without its own (Llama 3, Qwen2)."""
+    """The regex that splits text as a tokenizer.json pre_tokenizer does: ByteLevel (GPT-2's
+    regex), Digits then ByteLevel (SmolLM2), or a Split regex then a plain ByteLevel (Qwen2)."""
     *first, last = (pre or {}).get("pretokenizers", [pre or {}])
     if last.get("type") == "ByteLevel" and not last.get("add_prefix_space"):
         own = last.get("use_regex", True)
@@ -892,16 +875,9 @@ def _split_pattern(pre, where):
     raise DataError(f"{where}: unsupported pre_tokenizer {json.dumps(pre)[:200]}")
 
 
-def _chat_format(template):
-    """'llama3' or 'chatml' by the special tokens a chat template writes; None: plain text."""
-    marks = {"llama3": "<|start_header_id|>", "chatml": "<|im_start|>"}
-    return next((chat for chat, mark in marks.items() if mark in template), None)
-
-
 def bpe_tokenizer(path, name):
-    """A Hugging Face directory's tokenizer.json (byte-level BPE: SmolLM2, Qwen2) as a tiktoken
-    Encoding. The end of a turn is tokenizer_config.json's eos_token, the stop ids add
-    generation_config.json's eos_token_id, and the chat template names the chat format."""
+    """A Hugging Face folder's tokenizer.json (byte-level BPE: SmolLM2, Qwen2). The end of a turn
+    is tokenizer_config.json's eos_token, generation_config.json's eos_token_id adds stop ids."""
     where = path / "tokenizer.json"
     spec, config = _read_json(where), _read_json(path / "tokenizer_config.json")
     model, normalizer = spec.get("model") or {}, (spec.get("normalizer") or {}).get("type")
@@ -932,15 +908,14 @@ def bpe_tokenizer(path, name):
     if eos is None and not stops:
         raise DataError(f"{path}: no end token (eos_token in tokenizer_config.json or "
                         f"eos_token_id in generation_config.json)")
-    # The bos a tokenizer prepends to every text (Llama 3); SmolLM2 and Qwen2 prepend none.
-    first = ((spec.get("post_processor") or {}).get("single") or [{}])[0]
+    first = ((spec.get("post_processor") or {}).get("single") or [{}])[0]  # a bos: Llama 3's
     template = config.get("chat_template") or ""
     if (path / "chat_template.jinja").is_file():  # where newer transformers save it
         template = (path / "chat_template.jinja").read_text(encoding="utf-8")
     return BPETokenizer(enc, name, n_vocab, normalizer == "NFC",
                         eot=stops[0] if eos is None else eos, stop_ids=stops,
                         bos=specials.get(first.get("SpecialToken", {}).get("id")),
-                        chat=_chat_format(str(template)))
+                        chat=next((c for c, m in CHAT_MARKS.items() if m in str(template)), None))
 
 
 def hub_tokenizer(repo):
@@ -957,49 +932,30 @@ def hub_tokenizer(repo):
 
 
 def get_tokenizer(name_or_dir, chat=None):
-    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Llama 3 tokenizer.model, a
-    GPT-2 config.json, or a byte-level BPE tokenizer.json) or a hub repo. Llama 3's tokenizer.model
-    gets the chat template when its name contains 'instruct' (Meta's naming:
-    Llama-3.2-1B-Instruct), and `chat` overrides that rule; a tokenizer.json's chat template
-    says its format."""
+    """'gpt2' (and its sizes), 'byte', 'arith', a model directory (Meta's tokenizer.model, a GPT-2
+    config.json or a tokenizer.json) or a hub repo. tokenizer.model chats when `chat` or, by
+    default, its name says 'instruct' (Llama-3.2-1B-Instruct); tokenizer.json's template says."""
     spec = str(name_or_dir)
-    if spec == "arith":
-        return arith_tokenizer()
-    if spec == "byte":
-        return byte_tokenizer()
+    if spec in ("arith", "byte"):
+        return arith_tokenizer() if spec == "arith" else byte_tokenizer()
     if re.fullmatch(r"(openai-community/)?(gpt2|distilgpt2|gpt2-(medium|large|xl))", spec):
         return gpt2_tokenizer()
     path = Path(spec).expanduser()
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
         path = hub_tokenizer(spec)  # read as a directory, named by the repo
-    if path.is_dir():
-        for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
-            if f.is_file():
-                named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
-                return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
-        if _read_json(path / "config.json", missing={}).get("model_type") == "gpt2":
-            return gpt2_tokenizer()
-        if (path / "tokenizer.json").is_file():
-            return bpe_tokenizer(path, spec)
-        raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model, GPT-2 "
-                        f"config.json or tokenizer.json")
-    raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model directory "
-                    f"or a hub repo")
-
-
-def _read_json(path, missing=None):
-    """A JSON object file as a dict; `missing` when there is no such file (None: an error)."""
-    if missing is not None and not path.is_file():
-        return missing
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{path}: {e.strerror}") from None
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: not a JSON object")
-    return obj
+    if not path.is_dir():
+        raise DataError(f"unknown tokenizer {spec!r}: expected gpt2, byte, arith, a model "
+                        f"directory or a hub repo")
+    for f in (path / "tokenizer.model", path / "original" / "tokenizer.model"):
+        if f.is_file():
+            named = "/".join(path.resolve().parts[-2:]).lower()  # '...-Instruct[/original]'
+            return llama3_tokenizer(f, spec, "instruct" in named if chat is None else chat)
+    if _read_json(path / "config.json", missing={}).get("model_type") == "gpt2":
+        return gpt2_tokenizer()
+    if (path / "tokenizer.json").is_file():
+        return bpe_tokenizer(path, spec)
+    raise DataError(f"{path}: no tokenizer.model, original/tokenizer.model, GPT-2 config.json "
+                    f"or tokenizer.json")
 
 
 # -----------------------------------------------------------------------------
@@ -1013,8 +969,6 @@ def encode_part(tok, part):
 def make_batch(tok, sequences, block_size):
     """idx (B, T) and targets (B, T), T = the longest sequence: targets keep a token only where it
     belongs to a trainable segment, else -100. Too long: cut the left of the untrained prefix."""
-    if not sequences:
-        raise ValueError("make_batch needs at least one sequence")
     rows = []
     for seq in sequences:
         ids, train = [], []
@@ -1044,10 +998,8 @@ def make_batch(tok, sequences, block_size):
 
 
 def length_groups(targets):
-    """Rows of a batch in one or two groups, each with the length it needs: a row ends at its last
-    target (later tokens cannot change the loss). SAIE batches mix discussions with plain pairs
-    several times shorter; padding those to the longest row wastes compute, so they split where
-    that saves a quarter. Returns [(row indices, length), ...]."""
+    """[(row indices, length), ...]: one or two groups, each cut after its rows' last target. SAIE
+    mixes discussions with plain pairs several times shorter: split where that saves a quarter."""
     ends = [int(r.nonzero().max()) + 1 if r.any() else 1 for r in targets != -100]
     order = sorted(range(len(ends)), key=ends.__getitem__)
     n, longest = len(order), ends[order[-1]]
