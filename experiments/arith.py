@@ -18,9 +18,10 @@ Stages:
   2. cost: CPU seconds per optimizer step of the chosen SFT and SAIE (60 steps minus 20 steps, so
      start-up cancels), which sets the steps of SFT with SAIE's compute.
   3. headline (test, 2,000 questions, once): per seed, from that seed's warm-up (1337: the shipped
-     one; 1 and 2: from scratch): SFT, SAIE, the format control, SAIE support-only, SAIE
-     oppose-only, and SFT with SAIE's compute (seeds 1337 and 1). The format control is also run once on
-     validation, to decide whether it belongs in the embedded default (it chooses no setting).
+     one; 1 and 2: from scratch): SFT, SAIE, gold-scripted discussions (--method scripted), SAIE
+     support-only, SAIE oppose-only, and SFT with SAIE's compute (seeds 1337 and 1). The gold-scripted
+     arm is also run once on validation, to decide whether it belongs in the embedded default (it
+     chooses no setting).
   4. capacity (6 layers, 192 wide: 3x the parameters; one seed, its own warm-up): SFT and SAIE at
      the settings chosen at the small size; the longest chain, on a core of its own from the start.
 """
@@ -49,8 +50,9 @@ GRID = {  # arm -> candidate settings; the one with the best validation accuracy
     "sft": [["--lr", lr] for lr in ("5e-4", "1e-3", "2e-3")],
     "saie": [["--lr", lr, "--plain-weight", w] for lr in ("5e-4", "1e-3") for w in ("1", "3")],
 }
-# The format control (--method scripted) takes SAIE's chosen settings: the one difference from SAIE is
-# that its discussions were written in advance instead of spoken by the learner and the partner.
+# Gold-scripted discussions (--method scripted) take SAIE's chosen settings. They differ from SAIE in who
+# wrote the discussion: an oracle (the learner's turn is the gold rationale or one clean slip, the remark
+# is derived from gold, so its stance is always right), not the learner and the partner at that step.
 SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 1337); 1 and 2 warm up afresh
 # A warm-up from scratch is the same only on the same kind of host: another CPU sums floats in another
 # order, and 1,000 steps from random weights carry that far. The first session's host made seeds 1 and 2
@@ -60,9 +62,10 @@ SEEDS = (1337, 1, 2)          # 1337 uses the shipped warm-up (made with seed 13
 # bit (its SFT and SAIE reran to the same figures on every evaluation).
 EARLIER = ("1-b", "2-b")
 CURRENT = {str(s) for s in SEEDS}
+ORDER = [str(s) for s in SEEDS] + list(EARLIER) + ["capacity"]  # the tables' order of seeds
 MATCHED_SEEDS = (1337, 1)  # SFT with SAIE's compute: 24 points ahead on the first; a third seed did not fit
-# The format control on validation (SAIE's chosen settings; it chooses nothing): whether it belongs in
-# the embedded default is decided there, not on test. Added after the headline's first test runs.
+# Gold-scripted discussions on validation (SAIE's chosen settings; they choose nothing): whether they
+# belong in the embedded default is decided there, not on test. Added after the headline's first test runs.
 FORMAT_VALIDATION = "grid/scripted"
 CAPACITY = ["--n-layer", "6", "--n-head", "6", "--n-embd", "192"]  # 3.0M parameters, 3x the default's
 VALIDATION = ["--eval-split", "validation", "--eval-limit", "1000"]
@@ -154,7 +157,7 @@ def main(argv=None):
     best["scripted"] = best["saie"]
     log(f"chosen on validation: {best}")
 
-    # 2. The headline on test, once: most telling first (each seed's SFT and SAIE, the format control,
+    # 2. The headline on test, once: most telling first (each seed's SFT and SAIE, gold-scripted,
     # the stance ablations), so a study cut short has the main comparison on every seed.
     arms = {"sft": ["--method", "sft", *best["sft"]],
             "saie": ["--method", "saie", *best["saie"], "--no-eval-warmup"],
@@ -344,7 +347,7 @@ def tables():
     write_csv(RESULTS / "grid.csv", grid)
 
     headline, paired, curves = [], [], {}
-    for seed in [str(s) for s in SEEDS] + list(EARLIER) + ["capacity"]:
+    for seed in ORDER:
         for arm in ARMS:
             r = record(f"test/{seed}/{'sft' if arm == 'warmup' else arm}")
             method = "warmup" if arm == "warmup" else "sft" if arm == "sft-matched" else arm.split("-")[0]
@@ -361,7 +364,7 @@ def tables():
             if arm != "warmup" and r["cpu_s"] is not None:
                 row["run_cpu_s"] = r["cpu_s"]
             headline.append(row)
-            # Each arm against SFT; the stance ablations and the format control against SAIE too.
+            # Each arm against SFT; the stance ablations and gold-scripted against SAIE too.
             for other in PAIRED_WITH.get(arm, ()):
                 if not (o := record(f"test/{seed}/{other}")):
                     continue
@@ -374,7 +377,11 @@ def tables():
                     if m is None:
                         missing.append(f"the pair test/{seed}/{arm} − {other} ({d}): rerun {other}")
                         continue
-                    paired.append({"seed": seed, "a": arm, "b": other, "discussion": d, **m})
+                    # A legacy record (figures only) pairs from the counts copied into it.
+                    copied = None in (r["evals"][f"{method}-{d}"].get("right"),
+                                      o["evals"][f"{other}-{d}"].get("right"))
+                    paired.append({"seed": seed, "a": arm, "b": other, "discussion": d, **m,
+                                   "copied": copied})
             if seed == "1337" and arm != "warmup" and r["curve"]:
                 curves[arm] = r["curve"]
     write_csv(RESULTS / "headline.csv", headline)
@@ -406,7 +413,33 @@ def fill(page, name, text):
 
 
 NAMES = {"warmup": "warm-up", "sft": "SFT", "saie": "SAIE", "saie-support": "SAIE, support only",
-         "saie-oppose": "SAIE, oppose only", "scripted": "format control", "sft-matched": "SFT, SAIE's compute"}
+         "saie-oppose": "SAIE, oppose only", "scripted": "gold-scripted discussions", "sft-matched": "SFT, SAIE's compute"}
+
+
+T975 = {1: 12.706, 2: 4.303}  # Student's t, two-sided 95%, by degrees of freedom (seeds - 1)
+
+
+def seed_level(diffs):
+    """The mean of per-seed differences (points) and its 95% t interval, df = seeds - 1 (None with one)."""
+    n, mean = len(diffs), sum(diffs) / len(diffs)
+    if n < 2:
+        return mean, None
+    half = T975[n - 1] * (sum((x - mean) ** 2 for x in diffs) / (n - 1)) ** 0.5 / n ** 0.5
+    return mean, (mean - half, mean + half)
+
+
+def seed_diffs(headline, ps):
+    """Per seed of the paired rows ps (one arm against another, one discussion): the difference in
+    accuracy, in points, from each record's own figures (not from stored counts)."""
+    acc = {(r["seed"], r["arm"]): r for r in headline}
+    return [100 * (acc[p["seed"], p["a"]][f"{p['discussion']}_accuracy"]
+                   - acc[p["seed"], p["b"]][f"{p['discussion']}_accuracy"]) for p in ps]
+
+
+def interval(headline, ps, sign=1):
+    """The seed-level mean with its 95% t interval, as the tables print it: +x [lo, hi]."""
+    mean, ci = seed_level([sign * x for x in seed_diffs(headline, ps)])
+    return f"{mean:+.1f} " + (f"[{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "(one seed)")
 
 
 def pooled(ps):
@@ -417,19 +450,20 @@ def pooled(ps):
 
 
 def front_table(headline, paired):
-    """The README's table: each arm's mean over its seeds, its pooled paired difference from SFT alone, and
-    from SAIE after the honest discussion."""
+    """The README's table: each arm's mean over its seeds; its paired difference from SFT alone, and from
+    SAIE after the honest discussion, each pooled (McNemar's p) and seed-level (mean, 95% t interval)."""
     pct = lambda x: f"{100 * x:.1f}"
 
     def diff(a, b, d, sign=1):
         ps = [p for p in paired if p["a"] == a and p["b"] == b and p["discussion"] == d and p["seed"] in CURRENT]
         if not ps:
-            return "–"
+            return "– | –"
         x, p = pooled(ps)
-        return f"{sign * x:+.1f} ({evaluation.p_value(p)})"
+        return f"{sign * x:+.1f} ({evaluation.p_value(p)}) | {interval(headline, ps, sign)}"
 
-    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner | alone − SFT (p) "
-             "| honest − SAIE (p) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner "
+             "| alone − SFT, pooled (p) | alone − SFT, seed-level [95%] "
+             "| honest − SAIE, pooled (p) | honest − SAIE, seed-level [95%] |", "|---" * 9 + "|"]
     for arm in ARMS:
         rows = [r for r in headline if r["arm"] == arm and r["seed"] in CURRENT]
         if not rows:
@@ -460,7 +494,15 @@ def summary(headline, paired, missing):
                          f"{pct(mean('honest_first'))} → **{pct(mean('honest_accuracy'))}** | "
                          f"{pct(mean('fixed_first'))} → **{pct(mean('fixed_accuracy'))}** |")
     for other, arms in (("SFT", ARMS[2:]), ("SAIE", ("saie-support", "saie-oppose", "scripted"))):
-        lines += paired_table(paired, other, arms)
+        lines += paired_table(headline, paired, other, arms)
+    legacy = sorted({n for p in paired if p["copied"] for n in (f"test/{p['seed']}/{p['a']}",
+                                                                  f"test/{p['seed']}/{p['b']}") if not fresh(n)},
+                    key=lambda n: (ORDER.index(n.split("/")[1]), ARMS.index(n.split("/")[2])))
+    if legacy:
+        lines += ["", "† the pair's counts come from a legacy record (figures only, no per-question answers): "
+                  + ", ".join(legacy) + ". They were copied into the record when it was written and cannot "
+                  "be re-derived; a pooled p that includes a † seed rests on them too. The seed-level "
+                  "intervals use each record's own accuracies."]
     capacity = [p for p in paired if p["seed"] == "capacity" and p["b"] == "sft"]
     if capacity:
         lines += ["", "Capacity point (6 layers, 192 wide, 3.0M parameters, seed 1337), SAIE − SFT: " + ", ".join(
@@ -470,10 +512,12 @@ def summary(headline, paired, missing):
     return "\n".join(lines) + "\n"
 
 
-def paired_table(paired, other, arms):
+def paired_table(headline, paired, other, arms):
     lines = ["", f"Paired against {other} of the same seed (and warm-up), on the same questions: "
-             f"A − {other} in points (McNemar's exact p), seed by seed; pooled: seeds "
-             f"{', '.join(map(str, SEEDS))}, their discordant questions added up, one exact test.",
+             f"A − {other} in points (McNemar's exact p), seed by seed; pooled: the arm's seeds among "
+             f"{', '.join(map(str, SEEDS))}, their discordant questions added up, one exact test (test-sample "
+             f"noise only); seed-level: the mean of those seeds' differences with its 95% Student's t "
+             f"interval (df = seeds − 1).",
              "", "| arm | " + " | ".join(SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
     for arm in arms:
         cells = []
@@ -484,10 +528,10 @@ def paired_table(paired, other, arms):
                 cells.append("–")
                 continue
             per_seed = ", ".join(f"{p['seed']}: {100 * (p['only_a'] - p['only_b']) / p['n']:+.1f} "
-                                 f"(p {evaluation.p_value(p['p'])})" for p in ps)
+                                 f"(p {evaluation.p_value(p['p'])}){'†' * p['copied']}" for p in ps)
             if now := [p for p in ps if p["seed"] in CURRENT]:
-                d, p = pooled(now)
-                per_seed += f"; pooled {d:+.1f} (p {evaluation.p_value(p)})"
+                x, p = pooled(now)
+                per_seed += f"; pooled {x:+.1f} (p {evaluation.p_value(p)}); seed-level {interval(headline, now)}"
             cells.append(per_seed)
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
