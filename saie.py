@@ -205,8 +205,9 @@ def parse_args(argv=None):
             (args.warmup_seed is not None and args.warmup_steps == 0, "--warmup-seed seeds a "
              "warm-up, and this run has none (--warmup-steps 0 or the shipped warm-up); pass "
              "--init scratch to warm up from scratch"),
-            (args.method == "sft" and (args.stance or args.rounds or args.partner), "--stance, "
-             "--rounds and --partner belong to SAIE discussions, not --method sft"),
+            (args.method in ("sft", "scripted") and (args.stance or args.rounds or args.partner),
+             f"--stance, --rounds and --partner belong to spoken discussions, not --method "
+             f"{args.method} (its scripted rounds draw their own stances)"),
             (args.method == "warmup" and args.warmup_steps < 1,
              "--warmup-steps must be at least 1 for --method warmup"),
             (args.select_best and not args.eval_every,
