@@ -33,6 +33,9 @@ import discuss  # noqa: E402
 import eval as evaluation  # noqa: E402
 from model import load_model  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "experiments"))
+from arith import fill  # noqa: E402
+
 OUT = ROOT / "experiments" / "results" / "smollm2"
 HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had
@@ -98,7 +101,9 @@ def main(argv=None):
     p.add_argument("--tables", action="store_true")
     args = p.parse_args(argv)
     if args.tables:
-        return print(tables())
+        text = tables()
+        fill(ROOT / "docs" / "results.md", "smollm2", text + "\n")
+        return print(text)
     model, tok, _ = load_model(args.model, "cpu")
     arith, gsm8k = data.get_task("arith"), data.get_task("gsm8k")
 
