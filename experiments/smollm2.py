@@ -14,10 +14,12 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
           answer; honest self-discussion.
   cost    seconds per optimizer step at the pretrained-arith preset (batch 16): SFT, and SAIE
           (the discussion generated, then the update); the mean of 2 steps after an untimed one.
-  train   SAIE against SFT from the model (saie.py --method compare, the pretrained-arith
-          preset): N = 2,000 training questions (the regime study's), a short warm-up on the
-          warm-up split, the prompted partner the shipped model (frozen), the best checkpoint on
-          100 validation questions every 10 steps, test (200 questions) once; seed 1337.
+  train   (--train) SAIE against SFT from the model (saie.py --method compare, the
+          pretrained-arith preset: 20 warm-up steps on the warm-up split, then 40 steps of 16):
+          N = 2,000 training questions (the regime study's), the prompted partner the shipped model
+          (frozen), the best checkpoint on 100 validation questions every 10 steps, test (200
+          questions) once, alone, honest and with the fixed partner; seed 1337. Its record lands
+          in experiments/results/runs/ like the arith studies'.
 """
 
 import argparse
@@ -34,7 +36,9 @@ import eval as evaluation  # noqa: E402
 from model import load_model  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
-from arith import fill  # noqa: E402
+import saie  # noqa: E402
+import torch  # noqa: E402
+from arith import fill, run  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "smollm2"
 HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -99,6 +103,7 @@ def main(argv=None):
     p.add_argument("--model", default=HUB, help="a directory laid out like the hub's, or the name")
     p.add_argument("--data-dir", help="a local copy of GSM8K (else downloaded)")
     p.add_argument("--tables", action="store_true")
+    p.add_argument("--train", action="store_true", help="also the train stage (hours on 2 cores)")
     args = p.parse_args(argv)
     if args.tables:
         text = tables()
@@ -131,6 +136,47 @@ def main(argv=None):
         out["gsm8k-alone"] = figures(r)
         write("zero", {"model": str(args.model), "seconds": seconds + [time.time() - t0], **out})
 
+    if not record("cost"):
+        write("cost", {"threads": torch.get_num_threads(), **step_costs(args.model)})
+
+    if args.train:  # the longest stage: only when asked
+        run("smollm2/compare", ["--init", str(args.model), "--partner", str(args.model),
+                                "--method", "compare", "--train-limit", "2000", "--steps", "40",
+                                "--batch-size", "16", "--eval-every", "10", "--select-best",
+                                "--curve-limit", "100", "--eval-limit", "200", "--seed", "1337"],
+            lambda msg: print(msg, flush=True))
+
+
+def step_costs(init):
+    """Seconds per optimizer step at the pretrained-arith preset: SFT, and SAIE (the discussion,
+    then the update), the mean of 2 steps after an untimed one."""
+    args = saie.parse_args(["--init", str(init), "--partner", str(init)])
+    model, tok, _ = load_model(init, "cpu")
+    model.train()
+    task = data.get_task("arith")
+    examples = task.load("train")[:64]
+    opt = saie.make_optimizer(model, args, 2e-5, "cpu")
+    learner = discuss.Speaker(model, tok, args.max_turn_tokens, args.temperature)
+    partner = discuss.Speaker(load_model(init, "cpu")[0], tok, args.max_turn_tokens,
+                              args.partner_temperature)
+    costs = {}
+    for name, batches in (("sft", saie.sft_batches(tok, task, examples, args, 0, 1, 0, False)),
+                          ("saie", saie.saie_batches(learner, partner, tok, task, examples, args,
+                                                     0, 1, 0, None))):
+        times = []
+        for _ in range(3):
+            t0 = time.time()
+            seqs, weights, _ = next(batches)
+            idx, targets = data.make_batch(tok, seqs, model.config.block_size)
+            saie.micro_step(model, idx, targets, torch.tensor(weights), "cpu")
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.time() - t0)
+        costs[name] = sum(times[1:]) / 2
+        print(name, f"{costs[name]:.1f} s per step", flush=True)
+    return {"batch_size": args.batch_size, "max_turn_tokens": args.max_turn_tokens,
+            "seconds_per_step": costs}
+
 
 def tables():
     pct = evaluation.pct
@@ -157,6 +203,12 @@ def tables():
             ["honest self-discussion: alone → after (kept, fixed)",
              f"{pct(h['first'])} → {pct(h['accuracy'])} ({pct(h['kept'])}, {pct(h['fixed'])})"],
         ])]
+    if c := record("cost"):
+        sec = c["seconds_per_step"]
+        lines += ["", f"One optimizer step at the pretrained-arith preset ({c['batch_size']} questions, "
+                  f"turns of up to {c['max_turn_tokens']} tokens, {c['threads']} threads): SFT "
+                  f"{sec['sft']:.1f} s, SAIE {sec['saie']:.1f} s (its two turns generated, then "
+                  f"the update on twice the rows)."]
     return "\n".join(lines)
 
 
