@@ -241,89 +241,71 @@ class GPT(nn.Module):
         """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, one batch.
 
         Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is
-        greedy. Raises ValueError when the longest prompt + max_new_tokens exceeds block_size (no
-        silent clamping). Runs as in eval mode and leaves the train/eval mode as it was.
-        """
+        greedy; seed seeds this call's own generator. A prompt + max_new_tokens over block_size is
+        a ValueError, never silently clamped. No layer depends on train/eval mode (no dropout)."""
         if not prompts or max_new_tokens <= 0:
             return [[] for _ in prompts]
-        P = max(len(p) for p in prompts)
-        if min(len(p) for p in prompts) == 0:
+        P = max(map(len, prompts))
+        if min(map(len, prompts)) == 0:
             raise ValueError("generate: every prompt needs at least one token")
         if P + max_new_tokens > self.config.block_size:
             raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) "
                              f"exceeds block_size {self.config.block_size}")
-        was_training = self.training
-        self.eval()
-        try:
-            with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
-                out = self.decode(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
-        finally:
-            self.train(was_training)
-        stop = stop or set()
-        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in out]
-
-    def prefill(self, prompts, cache_len):
-        """The whole left-padded prompts in one pass, into a fresh KV cache of cache_len slots.
-
-        Left padding puts every row's last prompt token in slot P-1, so all rows share one cache
-        index. Returns the next-token logits (B, vocab), the cache, and for every slot its position
-        within its row and whether it holds a real token (both (B, cache_len))."""
-        dev, cfg = self.wte.weight.device, self.config
-        B, P = len(prompts), max(len(p) for p in prompts)
-        pad = torch.tensor([P - len(p) for p in prompts], device=dev)
-        idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
-        slots = torch.arange(cache_len, device=dev)
-        valid = slots >= pad[:, None]
-        pos = (slots - pad[:, None]).clamp(min=0)
-        shape = (B, cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
-        cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
-                 for _ in range(cfg.n_layer)]
-        mask = None
-        if P > min(len(p) for p in prompts):  # causal, no padding; a pad slot sees itself (no NaN)
-            causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
-            itself = torch.eye(P, dtype=torch.bool, device=dev)
-            mask = ((causal & valid[:, None, :P]) | itself)[:, None]
-        x = self.hidden(idx, pos[:, :P], cache, 0, mask)
-        return self.lm_head(x[:, -1]), cache, pos, valid
-
-    def decode_step(self, tok, slot, cache, pos, valid=None):
-        """Feed one token per row (B,) at cache slot `slot`; the next-token logits (B, vocab).
-        valid: the slots' validity (B, L) when some row is left-padded, else None (no mask)."""
-        mask = None if valid is None else valid[:, None, None, :slot + 1]
-        x = self.hidden(tok[:, None], pos[:, slot:slot + 1], cache, slot, mask)
-        return self.lm_head(x[:, -1])
-
-    def decode(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
-        """The loop: prefill, then sample a token and decode_step it until every row has stopped.
-        Returns the tokens (B, max_new_tokens) as lists; after a row's stop token, anything."""
-        dev, P = self.wte.weight.device, max(len(p) for p in prompts)
-        # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
-        logits, cache, pos, valid = self.prefill(prompts, P + max_new_tokens - 1)
-        padded = P > min(len(p) for p in prompts)
+        dev = self.wte.weight.device
         gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
         stop_ids = torch.tensor(sorted(stop), device=dev) if stop else None
         out = torch.zeros(len(prompts), max_new_tokens, dtype=torch.long, device=dev)
         rows = torch.arange(len(prompts), device=dev)  # original row of each row still in the batch
         done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
-        check_every = done_check_every(dev)
-        for t in range(max_new_tokens):
-            tok = _sample(logits, temperature, top_k, top_p, gen)
-            out[rows, t] = tok
-            if t == max_new_tokens - 1:
-                break
-            if stop_ids is not None:
-                done |= torch.isin(tok, stop_ids)
-                if t % check_every == 0:
-                    n_done = int(done.sum())
+        check_every = 1 if dev.type == "cpu" else 8  # reading `done` on the host stalls a GPU
+        with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
+            # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
+            logits, cache, pad = self.prefill(prompts, P + max_new_tokens - 1)
+            padded = P > min(map(len, prompts))
+            for t in range(max_new_tokens):
+                tok = _sample(logits, temperature, top_k, top_p, gen)
+                out[rows, t] = tok
+                if t == max_new_tokens - 1:
+                    break
+                if stop_ids is not None:
+                    done |= torch.isin(tok, stop_ids)
+                    n_done = int(done.sum()) if t % check_every == 0 else 0  # 0: not read
                     if n_done == len(rows):
                         break
                     if n_done >= max(1, len(rows) // 4):  # see drop_finished
-                        cache, rows, tok, pos, valid = drop_finished(
-                            done, cache, rows, tok, pos, valid)
-                        done = done.new_zeros(len(rows))  # the rows left are all live
-                        padded = not bool(valid[:, 0].all())
-            logits = self.decode_step(tok, P + t, cache, pos, valid if padded else None)
-        return out.tolist()
+                        cache, rows, tok, pad = drop_finished(done, cache, rows, tok, pad)
+                        done, padded = done.new_zeros(len(rows)), bool(pad.any())
+                logits = self.decode_step(tok, P + t, cache, pad, padded)
+        stop = stop or set()
+        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))]
+                for row in out.tolist()]
+
+    def prefill(self, prompts, cache_len):
+        """The left-padded prompts in one pass, into a fresh KV cache of cache_len slots. Left
+        padding puts every row's last prompt token in slot P-1, so all rows share one cache index.
+        Returns the next-token logits (B, vocab), the cache, and each row's padding (B,)."""
+        dev, cfg, P = self.wte.weight.device, self.config, max(map(len, prompts))
+        pad = torch.tensor([P - len(p) for p in prompts], device=dev)
+        idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
+        shape = (len(prompts), cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
+        cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
+                 for _ in range(cfg.n_layer)]
+        slots = torch.arange(P, device=dev)
+        mask = None
+        if P > min(map(len, prompts)):  # causal, no pad slots; a pad slot sees itself (no NaN)
+            causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
+            itself = torch.eye(P, dtype=torch.bool, device=dev)
+            mask = ((causal & (slots >= pad[:, None])[:, None]) | itself)[:, None]
+        x = self.hidden(idx, (slots - pad[:, None]).clamp(min=0), cache, 0, mask)
+        return self.lm_head(x[:, -1]), cache, pad
+
+    def decode_step(self, tok, slot, cache, pad, padded=True):
+        """Feed one token per row (B,) into cache slot `slot`; the next-token logits (B, vocab).
+        pad: each row's left padding (B,), whose slots are masked when `padded`."""
+        slots = torch.arange(slot + 1, device=tok.device)
+        mask = (slots >= pad[:, None])[:, None, None] if padded else None
+        x = self.hidden(tok[:, None], (slot - pad)[:, None], cache, slot, mask)
+        return self.lm_head(x[:, -1])
 
     @classmethod
     def from_pretrained(cls, name_or_path, dtype=None, device=None):
@@ -381,14 +363,9 @@ def _sample(logits, temperature, top_k, top_p, gen):
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
-def done_check_every(device):
-    """Steps between host reads of the done flags: free on CPU, but a read stalls a GPU's queue."""
-    return 1 if device.type == "cpu" else 8
-
-
 def drop_finished(done, cache, *tensors):
-    """Finished rows leave the batch and the KV cache, so that later steps cost less. decode calls
-    it once a quarter of the rows are done, as each call copies the whole cache."""
+    """Finished rows leave the batch and the KV cache, so that later steps cost less. generate
+    calls it once a quarter of the rows are done, as each call copies the whole cache."""
     keep = (~done).nonzero().squeeze(1)
     return [(k[keep], v[keep]) for k, v in cache], *(x[keep] for x in tensors)
 
