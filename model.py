@@ -312,24 +312,19 @@ class GPT(nn.Module):
         """Our checkpoint (.pt), a Hugging Face dir (config.json + safetensors), a Meta dir
         (params.json + consolidated.00.pth) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl,
         meta-llama/...). Default dtype: fp32 on CPU, bf16 on CUDA."""
-        device = torch.device(device or "cpu")
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         path = Path(name_or_path)
         if path.is_file():
             ck = load_checkpoint(path)
             try:
-                config, spec, fmt = GPTConfig(**ck["config"]), ck.get("tokenizer"), "ours"
+                config, sd, spec = GPTConfig(**ck["config"]), ck["model"], ck.get("tokenizer")
             except (TypeError, ValueError) as e:
                 raise WeightsError(f"{path}: bad config ({_one_line(e)})") from None
-            sd = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
         else:
-            if not path.is_dir():
-                path = _download(str(name_or_path))
+            path = path if path.is_dir() else _download(str(name_or_path))
             if (path / "params.json").is_file():
-                (config, sd), fmt = _read_meta(path), "meta"
+                config, sd = _read_meta(path)
             elif (path / "config.json").is_file():
-                (config, sd), fmt = _read_hf(path), "hf"
+                config, sd = _read_hf(path)
             else:
                 raise WeightsError(f"{path}: has neither config.json (Hugging Face) "
                                    f"nor params.json (Meta)")
@@ -337,13 +332,14 @@ class GPT(nn.Module):
         with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
         try:  # strict: names every missing, unexpected or mis-shaped tensor (and cat's complaint)
-            model.load_state_dict(_to_ours(sd, config, fmt), assign=True)
+            model.load_state_dict(sd, assign=True)
         except RuntimeError as e:
             raise WeightsError(f"{path}: {_one_line(e)}") from None
         model._tie()
-        model.to(device, dtype)  # after the tie, so that the shared parameter is converted once
         model.tokenizer_spec = spec
-        return model
+        device = torch.device(device or "cpu")  # .to after the tie: the shared tensor converts once
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        return model.to(device, dtype or (torch.bfloat16 if device.type == "cuda" else torch.float))
 
 
 def _sample(logits, temperature, top_k, top_p, gen):
@@ -374,9 +370,8 @@ def drop_finished(done, cache, *tensors):
 # Checkpoints
 
 def save_checkpoint(path, model, **extra):
-    """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra} to path.
-    extra holds plain containers and tensors (optimizer state, step, rng states), which
-    weights_only loads."""
+    """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra}; extra
+    holds what weights_only loads (containers and tensors: optimizer state, step, rng states)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original
     obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
            "model": model.state_dict(), **extra}
@@ -411,8 +406,8 @@ def _unreadable(path, e):
 
 
 def _one_line(e, limit=400):
-    """e on one line, cut at limit characters: torch's messages run over many lines (load_state_dict
-    puts each kind of problem on its own) and can list hundreds of tensor names."""
+    """e on one line, cut at limit characters: torch's messages span many lines and can list
+    hundreds of tensor names."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
 
@@ -420,40 +415,37 @@ def _one_line(e, limit=400):
 # -----------------------------------------------------------------------------
 # Hugging Face and Meta weights
 
-HUB_ALIASES = {name: f"openai-community/{name}"
-               for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+HUB_ALIASES = {n: f"openai-community/{n}" for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 
-# Llama tensors, ours <- (Hugging Face, Meta); several names are concatenated in this order.
+# Llama tensors, ours <- (Hugging Face, Meta), each a ".weight"; the names a string lists are
+# concatenated in this order (q/k/v and gate/up are fused).
 LLAMA_NAMES = [
-    ("wte.weight", ["embed_tokens.weight"], ["tok_embeddings.weight"]),
-    ("ln_f.weight", ["norm.weight"], ["norm.weight"]),
-    ("lm_head.weight", ["lm_head.weight"], ["output.weight"]),
-    ("ln_1.weight", ["input_layernorm.weight"], ["attention_norm.weight"]),
-    ("attn.c_attn.weight",
-     ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
-     ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"]),
-    ("attn.c_proj.weight", ["self_attn.o_proj.weight"], ["attention.wo.weight"]),
-    ("ln_2.weight", ["post_attention_layernorm.weight"], ["ffn_norm.weight"]),
-    ("mlp.c_fc.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"],
-     ["feed_forward.w1.weight", "feed_forward.w3.weight"]),
-    ("mlp.c_proj.weight", ["mlp.down_proj.weight"], ["feed_forward.w2.weight"]),
+    ("wte", "embed_tokens", "tok_embeddings"),
+    ("ln_f", "norm", "norm"),
+    ("lm_head", "lm_head", "output"),
+    ("ln_1", "input_layernorm", "attention_norm"),
+    ("attn.c_attn", "self_attn.q_proj self_attn.k_proj self_attn.v_proj",
+     "attention.wq attention.wk attention.wv"),
+    ("attn.c_proj", "self_attn.o_proj", "attention.wo"),
+    ("ln_2", "post_attention_layernorm", "ffn_norm"),
+    ("mlp.c_fc", "mlp.gate_proj mlp.up_proj", "feed_forward.w1 feed_forward.w3"),
+    ("mlp.c_proj", "mlp.down_proj", "feed_forward.w2"),
 ]
 
 
 def _to_ours(sd, config, fmt):
-    """The file's tensors (fmt: ours, hf, meta) under our names, q/k/v and gate/up fused. Names it
-    does not know pass through, so that load_state_dict reports them with the missing ones."""
+    """The file's tensors (fmt: "hf" or "meta") under our names. Names it does not know pass
+    through, so that load_state_dict reports them with the missing ones."""
     sd = dict(sd)
-    if fmt != "ours" and config.family == "llama":  # HF GPT-2 already uses our (nanoGPT's) names
-        for ours, hf, meta in LLAMA_NAMES:
-            top = ours.startswith(("wte", "ln_f", "lm_head"))
-            for i in [None] if top else range(config.n_layer):
-                name = ours if top else f"h.{i}.{ours}"
-                theirs = [n if top else f"layers.{i}.{n}" for n in (meta if fmt == "meta" else hf)]
-                if all(n in sd for n in theirs):
-                    parts = [sd.pop(n) for n in theirs]
-                    sd[name] = torch.cat(parts) if len(parts) > 1 else parts[0]  # no needless copy
-    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:  # over any copy in the file
+    for ours, hf, meta in LLAMA_NAMES if config.family == "llama" else []:  # GPT-2: nanoGPT's
+        top = ours in ("wte", "ln_f", "lm_head")
+        for i in [None] if top else range(config.n_layer):
+            mine, at = (ours, "") if top else (f"h.{i}.{ours}", f"layers.{i}.")
+            theirs = [f"{at}{n}.weight" for n in (meta if fmt == "meta" else hf).split()]
+            if all(n in sd for n in theirs):
+                parts = [sd.pop(n) for n in theirs]
+                sd[f"{mine}.weight"] = torch.cat(parts) if len(parts) > 1 else parts[0]
+    if config.tie_embeddings and "wte.weight" in sd:  # over any copy in the file
         sd["lm_head.weight"] = sd["wte.weight"]  # one tensor; GPT._tie makes it one parameter
     return sd
 
@@ -466,16 +458,16 @@ def _read_hf(path):
     except (OSError, KeyError, TypeError, ValueError) as e:
         why = e if isinstance(e, WeightsError) else f"not a usable config ({_one_line(e)})"
         raise WeightsError(f"{path / 'config.json'}: {why}") from None
-    files = [path / "model.safetensors"]
-    if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
-        files = [path / f for f in _shards(index)]
+    files, index = ["model.safetensors"], path / "model.safetensors.index.json"
+    if not (path / files[0]).is_file() and index.is_file():
+        files = _shards(index)
     sd = {k.removeprefix("transformer.").removeprefix("model."): v
-          for f in files for k, v in load_safetensors(f).items()}
+          for f in files for k, v in load_safetensors(path / f).items()}
     if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
         conv1d = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
         sd = {k: v.t().contiguous() if k.endswith(conv1d) else v for k, v in sd.items()
               if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-    return config, sd
+    return config, _to_ours(sd, config, "hf")
 
 
 def _shards(index):
@@ -486,6 +478,7 @@ def _shards(index):
 
 
 def _hf_config(c):
+    """Our GPTConfig of a config.json's dict: HF's names, and HF's defaults where one is absent."""
     if c.get("model_type") == "gpt2":
         return GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"],
                          n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
@@ -501,67 +494,61 @@ def _hf_config(c):
     heads = c["num_attention_heads"]
     if c.get("head_dim", c["hidden_size"] // heads) * heads != c["hidden_size"]:
         raise WeightsError("head_dim * num_attention_heads != hidden_size is not supported")
-    keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
-            "original_max_position_embeddings")
     return GPTConfig(family="llama", vocab_size=c["vocab_size"],
                      block_size=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
                      n_head=heads, n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
                      intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
                      rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
-                     rope_scaling={k: rope[k] for k in keys} if rope_type == "llama3" else None,
+                     rope_scaling=rope if rope_type == "llama3" else None,
                      tie_embeddings=c.get("tie_word_embeddings", False))
 
 
 def _read_meta(path):
-    """Meta's own format: params.json + consolidated.00.pth (single-shard models, i.e. 1B-8B)."""
+    """Meta's own format: params.json + consolidated.00.pth (one shard: the 1B-8B models)."""
     try:
         p = json.loads((path / "params.json").read_text())
         sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True,
                         mmap=True)
-        dim, n_head = p["dim"], p["n_heads"]
+        dim, n_head, mult = p["dim"], p["n_heads"], p["multiple_of"]
         hidden = int((p.get("ffn_dim_multiplier") or 1) * int(8 * dim / 3))  # Meta's FeedForward
-        hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
         # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, 3.1 uses 8.
-        scaling = p.get("rope_scaling")
-        if scaling is None and p.get("use_scaled_rope"):
-            scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0,
-                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                       "original_max_position_embeddings": 8192}
+        scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0,
+                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192} if p.get("use_scaled_rope") else None
         tied = ("output.weight" not in sd
                 or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"]))
         config = GPTConfig(family="llama", vocab_size=p["vocab_size"], n_layer=p["n_layers"],
                            n_head=n_head, n_kv_head=p.get("n_kv_heads"),
                            block_size=p.get("max_seq_len", 131072 if scaling else 8192),
-                           n_embd=dim, intermediate_size=hidden, norm_eps=p["norm_eps"],
-                           rope_theta=p.get("rope_theta", 10000.0), rope_scaling=scaling,
-                           tie_embeddings=tied)
+                           n_embd=dim, intermediate_size=mult * math.ceil(hidden / mult),
+                           norm_eps=p["norm_eps"], rope_theta=p.get("rope_theta", 10000.0),
+                           rope_scaling=scaling, tie_embeddings=tied)
     except Exception as e:
         raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth "
                            f"({_one_line(e)})") from None
     hd = dim // n_head
     for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k
-        for name, n in ((f"layers.{i}.attention.wq.weight", n_head),
-                        (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
-            if name in sd and sd[name].shape[0] == n * hd:
-                sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
-    return config, {k: v for k, v in sd.items() if not k.startswith("rope.")}
+        for name, n in (("wq", n_head), ("wk", config.n_kv_head)):
+            w = sd.get(name := f"layers.{i}.attention.{name}.weight")
+            if w is not None and w.shape[0] == n * hd:
+                sd[name] = w.view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
+    sd = {k: v for k, v in sd.items() if not k.startswith("rope.")}  # Llama 2's rope.freqs
+    return config, _to_ours(sd, config, "meta")
 
 
 def _download(name):
-    """Fetch config.json and the safetensors of a hub repo into the local cache (data.hub_file);
-    returns its directory."""
+    """The local folder of a hub repo's config.json, safetensors and tokenizer (data.hub_file)."""
     repo = HUB_ALIASES.get(name, name)
     if repo.count("/") != 1:
         raise WeightsError(f"{name}: not a file, a directory or a hub repo name "
                            f"(gpt2, gpt2-medium, meta-llama/...)")
+
     def fetch(filename):
         try:
             return Path(data.hub_file(repo, filename))
         except Exception as e:
-            raise WeightsError(
-                f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a "
-                f"local directory with config.json and model.safetensors (or params.json and "
-                f"consolidated.00.pth)") from None
+            raise WeightsError(f"could not fetch {filename} of {repo} ({_one_line(e)}); without "
+                               f"network, pass a local directory of its files") from None
 
     folder = fetch("config.json").parent
     try:
@@ -569,7 +556,7 @@ def _download(name):
     except WeightsError:  # big models come in shards listed by an index
         for shard in _shards(fetch("model.safetensors.index.json")):
             fetch(shard)
-    data.hub_tokenizer(repo)  # its tokenizer files too: data.get_tokenizer(folder) reads them
+    data.hub_tokenizer(repo)  # data.get_tokenizer(folder) reads its tokenizer files
     return folder
 
 
@@ -586,8 +573,7 @@ MAX_HEADER = 100 * 2**20  # the format's own limit: a hostile length cannot make
 
 
 def load_safetensors(path):
-    """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises
-    WeightsError."""
+    """{name: tensor} of a .safetensors file, mapped copy-on-write. Any defect is a WeightsError."""
     def need(ok, why):
         if not ok:
             raise WeightsError(f"{path}: {why}")
