@@ -1,16 +1,8 @@
-"""One decoder-only transformer for two families: GPT-2 and Llama 3.x.
-
-Read top to bottom: config, layers, the model (forward and its loss, batched KV-cache generation as
-small named steps), checkpoints, Hugging Face and Meta weights with a hand-written safetensors
-reader, and last, apart from the model, the CPU kernel choice that makes decoding fast.
-Runtime needs only torch; transformers/safetensors are used by the tests alone.
-
-Conventions worth knowing:
-- RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are
-  permuted into it on load.
-- Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up
-  are fused.
-"""
+"""One decoder-only transformer for GPT-2 and Llama 3.x. Read top to bottom: config, layers, the
+model (its loss, batched KV-cache generation), checkpoints, Hugging Face and Meta weights with a
+hand-written safetensors reader, and apart from the model, a CPU kernel choice for fast decoding.
+Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families, q/k/v and gate/up
+fused; RoPE uses Hugging Face's "rotate half" layout (Meta's q/k rows are permuted on load)."""
 import json
 import math
 import mmap
@@ -45,11 +37,8 @@ class GPTConfig:
         if self.family not in ("gpt2", "llama"):
             raise ValueError(f"GPTConfig.family must be 'gpt2' or 'llama', not {self.family!r}")
         self.n_kv_head = self.n_kv_head or self.n_head
-        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
-            raise ValueError("GPTConfig: n_embd must divide by n_head, and n_head by n_kv_head")
-        if self.intermediate_size is None:
-            self.intermediate_size = (4 * self.n_embd if self.family == "gpt2"
-                                      else 64 * math.ceil(8 * self.n_embd / 3 / 64))
+        self.intermediate_size = self.intermediate_size or (
+            4 * self.n_embd if self.family == "gpt2" else 64 * math.ceil(8 * self.n_embd / 3 / 64))
 
 
 class WeightsError(data.DataError):
@@ -62,7 +51,7 @@ class WeightsError(data.DataError):
 def rope_frequencies(cfg):
     """Inverse frequencies of RoPE (head_dim/2 values), with Llama 3.1's long-context rescaling."""
     hd = cfg.n_embd // cfg.n_head
-    exponents = torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd
+    exponents = torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd  # not on "meta"
     inv_freq = 1.0 / cfg.rope_theta ** exponents
     rs = cfg.rope_scaling
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":
@@ -111,13 +100,11 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # write this step into the preallocated cache, attend to all so far
-            k_cache, v_cache = cache
-            k_cache[:, :, start:start + T] = k
-            v_cache[:, :, start:start + T] = v
-            k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
-        # Multi-token steps only happen from position 0 (training, prefill): is_causal is right.
-        # Grouped-query attention (nkv < nq): each k/v head serves nq/nkv query heads; enable_gqa
-        # lets SDPA share them rather than us copying the whole cache nq/nkv times every step.
+            for c, new in zip(cache, (k, v)):
+                c[:, :, start:start + T] = new
+            k, v = (c[:, :, :start + T] for c in cache)
+        # Multi-token steps only start at position 0 (training, prefill), so is_causal is right.
+        # enable_gqa shares each k/v head among nq/nkv query heads, not copying the cache each step.
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            is_causal=mask is None and T > 1, enable_gqa=nkv != nq)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -158,9 +145,8 @@ class Block(nn.Module):
 # The model
 
 def next_token_loss(logits, targets, weights=None):
-    """The loss SFT and SAIE train on: the cross-entropy of each supervised token's logits
-    (N, vocab) against its target (N,), weighted by its row's weight (N,; None: all 1), averaged
-    over the weights. No supervised token gives 0, not NaN."""
+    """The loss SFT and SAIE train on: cross-entropy of logits (N, vocab) against targets (N,),
+    averaged with the weights (N,; None: all 1). No supervised token gives 0, not NaN."""
     ce = F.cross_entropy(logits.float(), targets, reduction="none")
     w = torch.ones_like(ce) if weights is None else weights.to(ce.dtype)
     return (ce * w).sum() / w.sum().clamp(min=1e-8)
@@ -174,15 +160,18 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         if config.family == "gpt2":
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        else:
-            # Kept fp32 and out of state_dict/.to(dtype): bf16 angles drift at long positions.
+        else:  # kept fp32 and out of state_dict/.to(dtype): bf16 angles drift at long positions
             self.inv_freq = rope_frequencies(config)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._tie()
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+        for m in self.modules():  # GPT-2's init, then its residual projections scaled by depth
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
@@ -190,20 +179,12 @@ class GPT(nn.Module):
         if self.config.tie_embeddings:  # one shared parameter, so fine-tuning cannot split them
             self.lm_head.weight = self.wte.weight
 
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # parameters() counts a tied tensor once
 
     def hidden(self, idx, pos, cache=None, start=0, mask=None):
         """Final-norm hidden states (B, T, C) of tokens idx at positions pos (B or 1, T)."""
-        x = self.wte(idx)
-        rope = None
+        x, rope = self.wte(idx), None
         if self.config.family == "gpt2":
             x = x + self.wpe(pos)
         else:
@@ -218,12 +199,9 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, weights=None):
         """Logits (B, T, vocab), and with targets (B, T) the loss of next_token_loss: targets of
-        -100 are not supervised, row b is weighted by weights[b] when given."""
-        T = idx.size(1)
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size "
-                             f"{self.config.block_size}")
-        x = self.hidden(idx, torch.arange(T, device=idx.device)[None])
+        -100 are not supervised, row b is weighted by weights[b] when given. T <= block_size is
+        the caller's to keep (data.make_batch does)."""
+        x = self.hidden(idx, torch.arange(idx.size(1), device=idx.device)[None])
         if targets is None:
             return self.lm_head(x), None
         # Unlike nanoGPT, for speed: the vocabulary projection (a small model's biggest matmul) runs
@@ -238,15 +216,14 @@ class GPT(nn.Module):
     @torch.inference_mode()
     def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None,
                  seed=None):
-        """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, one batch.
-
-        Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is
-        greedy; seed seeds this call's own generator. A prompt + max_new_tokens over block_size is
-        a ValueError, never silently clamped. No layer depends on train/eval mode (no dropout)."""
+        """The new tokens (up to max_new_tokens) of each prompt (a list of token ids), in one batch,
+        cut before the first token in `stop`. temperature=0 is greedy; seed seeds this call's own
+        generator. Longer than block_size is a ValueError, never clamped. (No layer has a train/eval
+        difference, so generate leaves the mode alone.)"""
         if not prompts or max_new_tokens <= 0:
             return [[] for _ in prompts]
-        P = max(map(len, prompts))
-        if min(map(len, prompts)) == 0:
+        P, shortest = max(map(len, prompts)), min(map(len, prompts))
+        if shortest == 0:
             raise ValueError("generate: every prompt needs at least one token")
         if P + max_new_tokens > self.config.block_size:
             raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) "
@@ -261,7 +238,7 @@ class GPT(nn.Module):
         with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
             # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
             logits, cache, pad = self.prefill(prompts, P + max_new_tokens - 1)
-            padded = P > min(map(len, prompts))
+            padded = P > shortest
             for t in range(max_new_tokens):
                 tok = _sample(logits, temperature, top_k, top_p, gen)
                 out[rows, t] = tok
@@ -290,8 +267,7 @@ class GPT(nn.Module):
         shape = (len(prompts), cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
         cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
                  for _ in range(cfg.n_layer)]
-        slots = torch.arange(P, device=dev)
-        mask = None
+        slots, mask = torch.arange(P, device=dev), None
         if P > min(map(len, prompts)):  # causal, no pad slots; a pad slot sees itself (no NaN)
             causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
             itself = torch.eye(P, dtype=torch.bool, device=dev)
@@ -627,28 +603,20 @@ def load_safetensors(path):
 
 
 # -----------------------------------------------------------------------------
-# CPU decoding speed, kept apart from the model: oneDNN for the big products. It changes no result;
-# generate() applies it through cpu_decoding.
-#
-# Decoding multiplies each weight by a few rows only (one per sequence), where torch's default fp32
-# CPU kernel (MKL) runs far below the machine's speed. oneDNN's kernel runs the same product on the
-# same weight tensor (no packed copy) about twice as fast on this project's CPU, for weights big
-# enough to repay its fixed cost per call (GPT-2's, not the 1M-parameter arith model's). It has no
-# backward and gains little at training sizes, so only generation uses it. `python bench/matmul.py`
-# measures both kernels.
+# CPU decoding speed, apart from the model; it changes no result. Decoding multiplies each weight by
+# a few rows only, where torch's default fp32 CPU kernel (MKL) is slow; oneDNN's runs the same
+# product on the same weight about twice as fast (bench/matmul.py), for weights that repay its cost
+# per call (GPT-2's, not the arith model's). It has no backward: only generate uses it.
 
 def _onednn_linear():
-    """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU
-    backend calls), or None where this torch build lacks it or cannot run it."""
+    """F.linear(x, w, b) through oneDNN's fp32 kernel (the internal op torch.compile's CPU backend
+    calls), or None where this torch build lacks it or cannot run it."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
-
-        def linear(x, w, b=None):
-            return op(x, w, b, "none", [], "")  # no fused activation
-        linear(torch.ones(1, 2), torch.ones(3, 2))
-        return linear
+        op(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
     except Exception:
         return None
+    return lambda x, w, b=None: op(x, w, b, "none", [], "")  # "none": no fused activation
 
 
 ONEDNN_LINEAR = _onednn_linear()
@@ -657,8 +625,8 @@ ONEDNN_MIN_WEIGHT = 2**19  # entries: below that, oneDNN's ~20 us per call costs
 
 @contextmanager
 def cpu_decoding(model):
-    """Inside this context, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more
-    compute through oneDNN when the model is fp32 on CPU; elsewhere nothing changes."""
+    """Inside, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more compute
+    through oneDNN if the model is fp32 on CPU; elsewhere nothing changes."""
     w = model.wte.weight
     on = ONEDNN_LINEAR is not None and w.device.type == "cpu" and w.dtype == torch.float32
     big = [m for m in model.modules()
