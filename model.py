@@ -413,7 +413,8 @@ def _to_ours(sd, config, fmt):
     """The file's tensors (fmt: "hf" or "meta") under our names. Names it does not know pass
     through, so that load_state_dict reports them with the missing ones."""
     sd = dict(sd)
-    for ours, hf, meta in LLAMA_NAMES if config.family == "llama" else []:  # GPT-2: nanoGPT's
+    renames = LLAMA_NAMES if config.family == "llama" else []  # HF's GPT-2 names are nanoGPT's
+    for ours, hf, meta in renames:
         top = ours in ("wte", "ln_f", "lm_head")
         for i in [None] if top else range(config.n_layer):
             mine, at = (ours, "") if top else (f"h.{i}.{ours}", f"layers.{i}.")
