@@ -1,16 +1,8 @@
-"""One decoder-only transformer for two families: GPT-2 and Llama 3.x.
-
-Read top to bottom: config, layers, the model (forward and its loss, batched KV-cache generation as
-small named steps), checkpoints, Hugging Face and Meta weights with a hand-written safetensors
-reader, and last, apart from the model, the CPU kernel choice that makes decoding fast.
-Runtime needs only torch; transformers/safetensors are used by the tests alone.
-
-Conventions worth knowing:
-- RoPE uses the "rotate half" layout of Hugging Face checkpoints; Meta's interleaved q/k rows are
-  permuted into it on load.
-- Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families; q/k/v and gate/up
-  are fused.
-"""
+"""One decoder-only transformer for GPT-2 and Llama 3.x. Read top to bottom: config, layers, the
+model (its loss, batched KV-cache generation), checkpoints, Hugging Face and Meta weights with a
+hand-written safetensors reader, and apart from the model, a CPU kernel choice for fast decoding.
+Parameter names follow nanoGPT (wte, h.N.attn.c_attn, ...) for both families, q/k/v and gate/up
+fused; RoPE uses Hugging Face's "rotate half" layout (Meta's q/k rows are permuted on load)."""
 import json
 import math
 import mmap
@@ -45,11 +37,8 @@ class GPTConfig:
         if self.family not in ("gpt2", "llama"):
             raise ValueError(f"GPTConfig.family must be 'gpt2' or 'llama', not {self.family!r}")
         self.n_kv_head = self.n_kv_head or self.n_head
-        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
-            raise ValueError("GPTConfig: n_embd must divide by n_head, and n_head by n_kv_head")
-        if self.intermediate_size is None:
-            self.intermediate_size = (4 * self.n_embd if self.family == "gpt2"
-                                      else 64 * math.ceil(8 * self.n_embd / 3 / 64))
+        self.intermediate_size = self.intermediate_size or (
+            4 * self.n_embd if self.family == "gpt2" else 64 * math.ceil(8 * self.n_embd / 3 / 64))
 
 
 class WeightsError(data.DataError):
@@ -62,7 +51,7 @@ class WeightsError(data.DataError):
 def rope_frequencies(cfg):
     """Inverse frequencies of RoPE (head_dim/2 values), with Llama 3.1's long-context rescaling."""
     hd = cfg.n_embd // cfg.n_head
-    exponents = torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd
+    exponents = torch.arange(0, hd, 2, dtype=torch.float64, device="cpu") / hd  # not on "meta"
     inv_freq = 1.0 / cfg.rope_theta ** exponents
     rs = cfg.rope_scaling
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":
@@ -111,13 +100,11 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # write this step into the preallocated cache, attend to all so far
-            k_cache, v_cache = cache
-            k_cache[:, :, start:start + T] = k
-            v_cache[:, :, start:start + T] = v
-            k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
-        # Multi-token steps only happen from position 0 (training, prefill): is_causal is right.
-        # Grouped-query attention (nkv < nq): each k/v head serves nq/nkv query heads; enable_gqa
-        # lets SDPA share them rather than us copying the whole cache nq/nkv times every step.
+            for c, new in zip(cache, (k, v)):
+                c[:, :, start:start + T] = new
+            k, v = (c[:, :, :start + T] for c in cache)
+        # Multi-token steps only start at position 0 (training, prefill), so is_causal is right.
+        # enable_gqa shares each k/v head among nq/nkv query heads, not copying the cache each step.
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            is_causal=mask is None and T > 1, enable_gqa=nkv != nq)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -158,9 +145,8 @@ class Block(nn.Module):
 # The model
 
 def next_token_loss(logits, targets, weights=None):
-    """The loss SFT and SAIE train on: the cross-entropy of each supervised token's logits
-    (N, vocab) against its target (N,), weighted by its row's weight (N,; None: all 1), averaged
-    over the weights. No supervised token gives 0, not NaN."""
+    """The loss SFT and SAIE train on: cross-entropy of logits (N, vocab) against targets (N,),
+    averaged with the weights (N,; None: all 1). No supervised token gives 0, not NaN."""
     ce = F.cross_entropy(logits.float(), targets, reduction="none")
     w = torch.ones_like(ce) if weights is None else weights.to(ce.dtype)
     return (ce * w).sum() / w.sum().clamp(min=1e-8)
@@ -174,15 +160,18 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         if config.family == "gpt2":
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        else:
-            # Kept fp32 and out of state_dict/.to(dtype): bf16 angles drift at long positions.
+        else:  # kept fp32 and out of state_dict/.to(dtype): bf16 angles drift at long positions
             self.inv_freq = rope_frequencies(config)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._tie()
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+        for m in self.modules():  # GPT-2's init, then its residual projections scaled by depth
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
@@ -190,20 +179,12 @@ class GPT(nn.Module):
         if self.config.tie_embeddings:  # one shared parameter, so fine-tuning cannot split them
             self.lm_head.weight = self.wte.weight
 
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # parameters() counts a tied tensor once
 
     def hidden(self, idx, pos, cache=None, start=0, mask=None):
         """Final-norm hidden states (B, T, C) of tokens idx at positions pos (B or 1, T)."""
-        x = self.wte(idx)
-        rope = None
+        x, rope = self.wte(idx), None
         if self.config.family == "gpt2":
             x = x + self.wpe(pos)
         else:
@@ -218,12 +199,9 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, weights=None):
         """Logits (B, T, vocab), and with targets (B, T) the loss of next_token_loss: targets of
-        -100 are not supervised, row b is weighted by weights[b] when given."""
-        T = idx.size(1)
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size "
-                             f"{self.config.block_size}")
-        x = self.hidden(idx, torch.arange(T, device=idx.device)[None])
+        -100 are not supervised, row b is weighted by weights[b] when given. T <= block_size is
+        the caller's to keep (data.make_batch does)."""
+        x = self.hidden(idx, torch.arange(idx.size(1), device=idx.device)[None])
         if targets is None:
             return self.lm_head(x), None
         # Unlike nanoGPT, for speed: the vocabulary projection (a small model's biggest matmul) runs
@@ -238,116 +216,91 @@ class GPT(nn.Module):
     @torch.inference_mode()
     def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, stop=None,
                  seed=None):
-        """Continue each prompt (a list of token ids) by up to max_new_tokens tokens, one batch.
-
-        Returns the new tokens of each row, cut before its first token in `stop`. temperature=0 is
-        greedy. Raises ValueError when the longest prompt + max_new_tokens exceeds block_size (no
-        silent clamping). Runs as in eval mode and leaves the train/eval mode as it was.
-        """
+        """The new tokens (up to max_new_tokens) of each prompt (a list of token ids), in one batch,
+        cut before the first token in `stop`. temperature=0 is greedy; seed seeds this call's own
+        generator. Longer than block_size is a ValueError, never clamped. (No layer has a train/eval
+        difference, so generate leaves the mode alone.)"""
         if not prompts or max_new_tokens <= 0:
             return [[] for _ in prompts]
-        P = max(len(p) for p in prompts)
-        if min(len(p) for p in prompts) == 0:
+        P, shortest = max(map(len, prompts)), min(map(len, prompts))
+        if shortest == 0:
             raise ValueError("generate: every prompt needs at least one token")
         if P + max_new_tokens > self.config.block_size:
             raise ValueError(f"generate: prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) "
                              f"exceeds block_size {self.config.block_size}")
-        was_training = self.training
-        self.eval()
-        try:
-            with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
-                out = self.decode(prompts, max_new_tokens, temperature, top_k, top_p, stop, seed)
-        finally:
-            self.train(was_training)
-        stop = stop or set()
-        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in out]
-
-    def prefill(self, prompts, cache_len):
-        """The whole left-padded prompts in one pass, into a fresh KV cache of cache_len slots.
-
-        Left padding puts every row's last prompt token in slot P-1, so all rows share one cache
-        index. Returns the next-token logits (B, vocab), the cache, and for every slot its position
-        within its row and whether it holds a real token (both (B, cache_len))."""
-        dev, cfg = self.wte.weight.device, self.config
-        B, P = len(prompts), max(len(p) for p in prompts)
-        pad = torch.tensor([P - len(p) for p in prompts], device=dev)
-        idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
-        slots = torch.arange(cache_len, device=dev)
-        valid = slots >= pad[:, None]
-        pos = (slots - pad[:, None]).clamp(min=0)
-        shape = (B, cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
-        cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
-                 for _ in range(cfg.n_layer)]
-        mask = None
-        if P > min(len(p) for p in prompts):  # causal, no padding; a pad slot sees itself (no NaN)
-            causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
-            itself = torch.eye(P, dtype=torch.bool, device=dev)
-            mask = ((causal & valid[:, None, :P]) | itself)[:, None]
-        x = self.hidden(idx, pos[:, :P], cache, 0, mask)
-        return self.lm_head(x[:, -1]), cache, pos, valid
-
-    def decode_step(self, tok, slot, cache, pos, valid=None):
-        """Feed one token per row (B,) at cache slot `slot`; the next-token logits (B, vocab).
-        valid: the slots' validity (B, L) when some row is left-padded, else None (no mask)."""
-        mask = None if valid is None else valid[:, None, None, :slot + 1]
-        x = self.hidden(tok[:, None], pos[:, slot:slot + 1], cache, slot, mask)
-        return self.lm_head(x[:, -1])
-
-    def decode(self, prompts, max_new_tokens, temperature, top_k, top_p, stop, seed):
-        """The loop: prefill, then sample a token and decode_step it until every row has stopped.
-        Returns the tokens (B, max_new_tokens) as lists; after a row's stop token, anything."""
-        dev, P = self.wte.weight.device, max(len(p) for p in prompts)
-        # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
-        logits, cache, pos, valid = self.prefill(prompts, P + max_new_tokens - 1)
-        padded = P > min(len(p) for p in prompts)
+        dev = self.wte.weight.device
         gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
         stop_ids = torch.tensor(sorted(stop), device=dev) if stop else None
         out = torch.zeros(len(prompts), max_new_tokens, dtype=torch.long, device=dev)
         rows = torch.arange(len(prompts), device=dev)  # original row of each row still in the batch
         done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
-        check_every = done_check_every(dev)
-        for t in range(max_new_tokens):
-            tok = _sample(logits, temperature, top_k, top_p, gen)
-            out[rows, t] = tok
-            if t == max_new_tokens - 1:
-                break
-            if stop_ids is not None:
-                done |= torch.isin(tok, stop_ids)
-                if t % check_every == 0:
-                    n_done = int(done.sum())
+        check_every = 1 if dev.type == "cpu" else 8  # reading `done` on the host stalls a GPU
+        with cpu_decoding(self):  # a CPU kernel choice, at the bottom of this file
+            # The last sampled token is never fed back: P + max_new_tokens - 1 cache slots.
+            logits, cache, pad = self.prefill(prompts, P + max_new_tokens - 1)
+            padded = P > shortest
+            for t in range(max_new_tokens):
+                tok = _sample(logits, temperature, top_k, top_p, gen)
+                out[rows, t] = tok
+                if t == max_new_tokens - 1:
+                    break
+                if stop_ids is not None:
+                    done |= torch.isin(tok, stop_ids)
+                    n_done = int(done.sum()) if t % check_every == 0 else 0  # 0: not read
                     if n_done == len(rows):
                         break
                     if n_done >= max(1, len(rows) // 4):  # see drop_finished
-                        cache, rows, tok, pos, valid = drop_finished(
-                            done, cache, rows, tok, pos, valid)
-                        done = done.new_zeros(len(rows))  # the rows left are all live
-                        padded = not bool(valid[:, 0].all())
-            logits = self.decode_step(tok, P + t, cache, pos, valid if padded else None)
-        return out.tolist()
+                        cache, rows, tok, pad = drop_finished(done, cache, rows, tok, pad)
+                        done, padded = done.new_zeros(len(rows)), bool(pad.any())
+                logits = self.decode_step(tok, P + t, cache, pad, padded)
+        stop = stop or set()
+        return [row[:next((i for i, t in enumerate(row) if t in stop), len(row))]
+                for row in out.tolist()]
+
+    def prefill(self, prompts, cache_len):
+        """The left-padded prompts in one pass, into a fresh KV cache of cache_len slots. Left
+        padding puts every row's last prompt token in slot P-1, so all rows share one cache index.
+        Returns the next-token logits (B, vocab), the cache, and each row's padding (B,)."""
+        dev, cfg, P = self.wte.weight.device, self.config, max(map(len, prompts))
+        pad = torch.tensor([P - len(p) for p in prompts], device=dev)
+        idx = torch.tensor([[0] * (P - len(p)) + list(p) for p in prompts], device=dev)
+        shape = (len(prompts), cfg.n_kv_head, cache_len, cfg.n_embd // cfg.n_head)
+        cache = [tuple(torch.empty(shape, device=dev, dtype=self.wte.weight.dtype) for _ in "kv")
+                 for _ in range(cfg.n_layer)]
+        slots, mask = torch.arange(P, device=dev), None
+        if P > min(map(len, prompts)):  # causal, no pad slots; a pad slot sees itself (no NaN)
+            causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
+            itself = torch.eye(P, dtype=torch.bool, device=dev)
+            mask = ((causal & (slots >= pad[:, None])[:, None]) | itself)[:, None]
+        x = self.hidden(idx, (slots - pad[:, None]).clamp(min=0), cache, 0, mask)
+        return self.lm_head(x[:, -1]), cache, pad
+
+    def decode_step(self, tok, slot, cache, pad, padded=True):
+        """Feed one token per row (B,) into cache slot `slot`; the next-token logits (B, vocab).
+        pad: each row's left padding (B,), whose slots are masked when `padded`."""
+        slots = torch.arange(slot + 1, device=tok.device)
+        mask = (slots >= pad[:, None])[:, None, None] if padded else None
+        x = self.hidden(tok[:, None], (slot - pad)[:, None], cache, slot, mask)
+        return self.lm_head(x[:, -1])
 
     @classmethod
     def from_pretrained(cls, name_or_path, dtype=None, device=None):
         """Our checkpoint (.pt), a Hugging Face dir (config.json + safetensors), a Meta dir
         (params.json + consolidated.00.pth) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl,
         meta-llama/...). Default dtype: fp32 on CPU, bf16 on CUDA."""
-        device = torch.device(device or "cpu")
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         path = Path(name_or_path)
         if path.is_file():
             ck = load_checkpoint(path)
             try:
-                config, spec, fmt = GPTConfig(**ck["config"]), ck.get("tokenizer"), "ours"
+                config, sd, spec = GPTConfig(**ck["config"]), ck["model"], ck.get("tokenizer")
             except (TypeError, ValueError) as e:
                 raise WeightsError(f"{path}: bad config ({_one_line(e)})") from None
-            sd = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
         else:
-            if not path.is_dir():
-                path = _download(str(name_or_path))
+            path = path if path.is_dir() else _download(str(name_or_path))
             if (path / "params.json").is_file():
-                (config, sd), fmt = _read_meta(path), "meta"
+                config, sd = _read_meta(path)
             elif (path / "config.json").is_file():
-                (config, sd), fmt = _read_hf(path), "hf"
+                config, sd = _read_hf(path)
             else:
                 raise WeightsError(f"{path}: has neither config.json (Hugging Face) "
                                    f"nor params.json (Meta)")
@@ -355,13 +308,14 @@ class GPT(nn.Module):
         with torch.device("meta"):  # no memory, no random init: loaded tensors are assigned below
             model = cls(config)
         try:  # strict: names every missing, unexpected or mis-shaped tensor (and cat's complaint)
-            model.load_state_dict(_to_ours(sd, config, fmt), assign=True)
+            model.load_state_dict(sd, assign=True)
         except RuntimeError as e:
             raise WeightsError(f"{path}: {_one_line(e)}") from None
         model._tie()
-        model.to(device, dtype)  # after the tie, so that the shared parameter is converted once
         model.tokenizer_spec = spec
-        return model
+        device = torch.device(device or "cpu")  # .to after the tie: the shared tensor converts once
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        return model.to(device, dtype or (torch.bfloat16 if device.type == "cuda" else torch.float))
 
 
 def _sample(logits, temperature, top_k, top_p, gen):
@@ -381,14 +335,9 @@ def _sample(logits, temperature, top_k, top_p, gen):
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
-def done_check_every(device):
-    """Steps between host reads of the done flags: free on CPU, but a read stalls a GPU's queue."""
-    return 1 if device.type == "cpu" else 8
-
-
 def drop_finished(done, cache, *tensors):
-    """Finished rows leave the batch and the KV cache, so that later steps cost less. decode calls
-    it once a quarter of the rows are done, as each call copies the whole cache."""
+    """Finished rows leave the batch and the KV cache, so that later steps cost less. generate
+    calls it once a quarter of the rows are done, as each call copies the whole cache."""
     keep = (~done).nonzero().squeeze(1)
     return [(k[keep], v[keep]) for k, v in cache], *(x[keep] for x in tensors)
 
@@ -397,9 +346,8 @@ def drop_finished(done, cache, *tensors):
 # Checkpoints
 
 def save_checkpoint(path, model, **extra):
-    """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra} to path.
-    extra holds plain containers and tensors (optimizer state, step, rng states), which
-    weights_only loads."""
+    """Atomically write {"version": 1, "config", "tokenizer", "model": state_dict, **extra}; extra
+    holds what weights_only loads (containers and tensors: optimizer state, step, rng states)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; save the original
     obj = {"version": 1, "config": asdict(model.config), "tokenizer": model.tokenizer_spec,
            "model": model.state_dict(), **extra}
@@ -434,8 +382,8 @@ def _unreadable(path, e):
 
 
 def _one_line(e, limit=400):
-    """e on one line, cut at limit characters: torch's messages run over many lines (load_state_dict
-    puts each kind of problem on its own) and can list hundreds of tensor names."""
+    """e on one line, cut at limit characters: torch's messages span many lines and can list
+    hundreds of tensor names."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"
 
@@ -443,40 +391,38 @@ def _one_line(e, limit=400):
 # -----------------------------------------------------------------------------
 # Hugging Face and Meta weights
 
-HUB_ALIASES = {name: f"openai-community/{name}"
-               for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+HUB_ALIASES = {n: f"openai-community/{n}" for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 
-# Llama tensors, ours <- (Hugging Face, Meta); several names are concatenated in this order.
+# Llama tensors, ours <- (Hugging Face, Meta), each a ".weight"; the names a string lists are
+# concatenated in this order (q/k/v and gate/up are fused).
 LLAMA_NAMES = [
-    ("wte.weight", ["embed_tokens.weight"], ["tok_embeddings.weight"]),
-    ("ln_f.weight", ["norm.weight"], ["norm.weight"]),
-    ("lm_head.weight", ["lm_head.weight"], ["output.weight"]),
-    ("ln_1.weight", ["input_layernorm.weight"], ["attention_norm.weight"]),
-    ("attn.c_attn.weight",
-     ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
-     ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"]),
-    ("attn.c_proj.weight", ["self_attn.o_proj.weight"], ["attention.wo.weight"]),
-    ("ln_2.weight", ["post_attention_layernorm.weight"], ["ffn_norm.weight"]),
-    ("mlp.c_fc.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"],
-     ["feed_forward.w1.weight", "feed_forward.w3.weight"]),
-    ("mlp.c_proj.weight", ["mlp.down_proj.weight"], ["feed_forward.w2.weight"]),
+    ("wte", "embed_tokens", "tok_embeddings"),
+    ("ln_f", "norm", "norm"),
+    ("lm_head", "lm_head", "output"),
+    ("ln_1", "input_layernorm", "attention_norm"),
+    ("attn.c_attn", "self_attn.q_proj self_attn.k_proj self_attn.v_proj",
+     "attention.wq attention.wk attention.wv"),
+    ("attn.c_proj", "self_attn.o_proj", "attention.wo"),
+    ("ln_2", "post_attention_layernorm", "ffn_norm"),
+    ("mlp.c_fc", "mlp.gate_proj mlp.up_proj", "feed_forward.w1 feed_forward.w3"),
+    ("mlp.c_proj", "mlp.down_proj", "feed_forward.w2"),
 ]
 
 
 def _to_ours(sd, config, fmt):
-    """The file's tensors (fmt: ours, hf, meta) under our names, q/k/v and gate/up fused. Names it
-    does not know pass through, so that load_state_dict reports them with the missing ones."""
+    """The file's tensors (fmt: "hf" or "meta") under our names. Names it does not know pass
+    through, so that load_state_dict reports them with the missing ones."""
     sd = dict(sd)
-    if fmt != "ours" and config.family == "llama":  # HF GPT-2 already uses our (nanoGPT's) names
-        for ours, hf, meta in LLAMA_NAMES:
-            top = ours.startswith(("wte", "ln_f", "lm_head"))
-            for i in [None] if top else range(config.n_layer):
-                name = ours if top else f"h.{i}.{ours}"
-                theirs = [n if top else f"layers.{i}.{n}" for n in (meta if fmt == "meta" else hf)]
-                if all(n in sd for n in theirs):
-                    parts = [sd.pop(n) for n in theirs]
-                    sd[name] = torch.cat(parts) if len(parts) > 1 else parts[0]  # no needless copy
-    if config.tie_embeddings and fmt != "ours" and "wte.weight" in sd:  # over any copy in the file
+    renames = LLAMA_NAMES if config.family == "llama" else []  # HF's GPT-2 names are nanoGPT's
+    for ours, hf, meta in renames:
+        top = ours in ("wte", "ln_f", "lm_head")
+        for i in [None] if top else range(config.n_layer):
+            mine, at = (ours, "") if top else (f"h.{i}.{ours}", f"layers.{i}.")
+            theirs = [f"{at}{n}.weight" for n in (meta if fmt == "meta" else hf).split()]
+            if all(n in sd for n in theirs):
+                parts = [sd.pop(n) for n in theirs]
+                sd[f"{mine}.weight"] = torch.cat(parts) if len(parts) > 1 else parts[0]
+    if config.tie_embeddings and "wte.weight" in sd:  # over any copy in the file
         sd["lm_head.weight"] = sd["wte.weight"]  # one tensor; GPT._tie makes it one parameter
     return sd
 
@@ -489,16 +435,16 @@ def _read_hf(path):
     except (OSError, KeyError, TypeError, ValueError) as e:
         why = e if isinstance(e, WeightsError) else f"not a usable config ({_one_line(e)})"
         raise WeightsError(f"{path / 'config.json'}: {why}") from None
-    files = [path / "model.safetensors"]
-    if not files[0].is_file() and (index := path / "model.safetensors.index.json").is_file():
-        files = [path / f for f in _shards(index)]
+    files, index = ["model.safetensors"], path / "model.safetensors.index.json"
+    if not (path / files[0]).is_file() and index.is_file():
+        files = _shards(index)
     sd = {k.removeprefix("transformer.").removeprefix("model."): v
-          for f in files for k, v in load_safetensors(f).items()}
+          for f in files for k, v in load_safetensors(path / f).items()}
     if config.family == "gpt2":  # no causal-mask buffers; Conv1D stores (in, out), Linear (out, in)
         conv1d = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
         sd = {k: v.t().contiguous() if k.endswith(conv1d) else v for k, v in sd.items()
               if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-    return config, sd
+    return config, _to_ours(sd, config, "hf")
 
 
 def _shards(index):
@@ -509,6 +455,7 @@ def _shards(index):
 
 
 def _hf_config(c):
+    """Our GPTConfig of a config.json's dict: HF's names, and HF's defaults where one is absent."""
     if c.get("model_type") == "gpt2":
         return GPTConfig(family="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"],
                          n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
@@ -524,67 +471,61 @@ def _hf_config(c):
     heads = c["num_attention_heads"]
     if c.get("head_dim", c["hidden_size"] // heads) * heads != c["hidden_size"]:
         raise WeightsError("head_dim * num_attention_heads != hidden_size is not supported")
-    keys = ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
-            "original_max_position_embeddings")
     return GPTConfig(family="llama", vocab_size=c["vocab_size"],
                      block_size=c["max_position_embeddings"], n_layer=c["num_hidden_layers"],
                      n_head=heads, n_kv_head=c.get("num_key_value_heads"), n_embd=c["hidden_size"],
                      intermediate_size=c["intermediate_size"], norm_eps=c.get("rms_norm_eps", 1e-5),
                      rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
-                     rope_scaling={k: rope[k] for k in keys} if rope_type == "llama3" else None,
+                     rope_scaling=rope if rope_type == "llama3" else None,
                      tie_embeddings=c.get("tie_word_embeddings", False))
 
 
 def _read_meta(path):
-    """Meta's own format: params.json + consolidated.00.pth (single-shard models, i.e. 1B-8B)."""
+    """Meta's own format: params.json + consolidated.00.pth (one shard: the 1B-8B models)."""
     try:
         p = json.loads((path / "params.json").read_text())
         sd = torch.load(path / "consolidated.00.pth", map_location="cpu", weights_only=True,
                         mmap=True)
-        dim, n_head = p["dim"], p["n_heads"]
+        dim, n_head, mult = p["dim"], p["n_heads"], p["multiple_of"]
         hidden = int((p.get("ffn_dim_multiplier") or 1) * int(8 * dim / 3))  # Meta's FeedForward
-        hidden = p["multiple_of"] * math.ceil(hidden / p["multiple_of"])
         # params.json has no scaling factors: Llama 3.2 (<= 3B, dim <= 3072) uses 32, 3.1 uses 8.
-        scaling = p.get("rope_scaling")
-        if scaling is None and p.get("use_scaled_rope"):
-            scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0,
-                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                       "original_max_position_embeddings": 8192}
+        scaling = {"rope_type": "llama3", "factor": 32.0 if dim <= 3072 else 8.0,
+                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192} if p.get("use_scaled_rope") else None
         tied = ("output.weight" not in sd
                 or torch.equal(sd["output.weight"], sd["tok_embeddings.weight"]))
         config = GPTConfig(family="llama", vocab_size=p["vocab_size"], n_layer=p["n_layers"],
                            n_head=n_head, n_kv_head=p.get("n_kv_heads"),
                            block_size=p.get("max_seq_len", 131072 if scaling else 8192),
-                           n_embd=dim, intermediate_size=hidden, norm_eps=p["norm_eps"],
-                           rope_theta=p.get("rope_theta", 10000.0), rope_scaling=scaling,
-                           tie_embeddings=tied)
+                           n_embd=dim, intermediate_size=mult * math.ceil(hidden / mult),
+                           norm_eps=p["norm_eps"], rope_theta=p.get("rope_theta", 10000.0),
+                           rope_scaling=scaling, tie_embeddings=tied)
     except Exception as e:
         raise WeightsError(f"{path}: cannot read params.json / consolidated.00.pth "
                            f"({_one_line(e)})") from None
     hd = dim // n_head
     for i in range(config.n_layer):  # interleaved (Meta) -> rotate-half (ours) rows of q and k
-        for name, n in ((f"layers.{i}.attention.wq.weight", n_head),
-                        (f"layers.{i}.attention.wk.weight", config.n_kv_head)):
-            if name in sd and sd[name].shape[0] == n * hd:
-                sd[name] = sd[name].view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
-    return config, {k: v for k, v in sd.items() if not k.startswith("rope.")}
+        for name, n in (("wq", n_head), ("wk", config.n_kv_head)):
+            w = sd.get(name := f"layers.{i}.attention.{name}.weight")
+            if w is not None and w.shape[0] == n * hd:
+                sd[name] = w.view(n, hd // 2, 2, -1).transpose(1, 2).reshape(n * hd, -1)
+    sd = {k: v for k, v in sd.items() if not k.startswith("rope.")}  # Llama 2's rope.freqs
+    return config, _to_ours(sd, config, "meta")
 
 
 def _download(name):
-    """Fetch config.json and the safetensors of a hub repo into the local cache (data.hub_file);
-    returns its directory."""
+    """The local folder of a hub repo's config.json, safetensors and tokenizer (data.hub_file)."""
     repo = HUB_ALIASES.get(name, name)
     if repo.count("/") != 1:
         raise WeightsError(f"{name}: not a file, a directory or a hub repo name "
                            f"(gpt2, gpt2-medium, meta-llama/...)")
+
     def fetch(filename):
         try:
             return Path(data.hub_file(repo, filename))
         except Exception as e:
-            raise WeightsError(
-                f"could not fetch {filename} of {repo} ({_one_line(e)}); without network, pass a "
-                f"local directory with config.json and model.safetensors (or params.json and "
-                f"consolidated.00.pth)") from None
+            raise WeightsError(f"could not fetch {filename} of {repo} ({_one_line(e)}); without "
+                               f"network, pass a local directory of its files") from None
 
     folder = fetch("config.json").parent
     try:
@@ -592,7 +533,7 @@ def _download(name):
     except WeightsError:  # big models come in shards listed by an index
         for shard in _shards(fetch("model.safetensors.index.json")):
             fetch(shard)
-    data.hub_tokenizer(repo)  # its tokenizer files too: data.get_tokenizer(folder) reads them
+    data.hub_tokenizer(repo)  # data.get_tokenizer(folder) reads its tokenizer files
     return folder
 
 
@@ -609,8 +550,7 @@ MAX_HEADER = 100 * 2**20  # the format's own limit: a hostile length cannot make
 
 
 def load_safetensors(path):
-    """{name: tensor} of a .safetensors file, memory-mapped copy-on-write. Every defect raises
-    WeightsError."""
+    """{name: tensor} of a .safetensors file, mapped copy-on-write. Any defect is a WeightsError."""
     def need(ok, why):
         if not ok:
             raise WeightsError(f"{path}: {why}")
@@ -664,28 +604,20 @@ def load_safetensors(path):
 
 
 # -----------------------------------------------------------------------------
-# CPU decoding speed, kept apart from the model: oneDNN for the big products. It changes no result;
-# generate() applies it through cpu_decoding.
-#
-# Decoding multiplies each weight by a few rows only (one per sequence), where torch's default fp32
-# CPU kernel (MKL) runs far below the machine's speed. oneDNN's kernel runs the same product on the
-# same weight tensor (no packed copy) about twice as fast on this project's CPU, for weights big
-# enough to repay its fixed cost per call (GPT-2's, not the 1M-parameter arith model's). It has no
-# backward and gains little at training sizes, so only generation uses it. `python bench/matmul.py`
-# measures both kernels.
+# CPU decoding speed, apart from the model; it changes no result. Decoding multiplies each weight by
+# a few rows only, where torch's default fp32 CPU kernel (MKL) is slow; oneDNN's runs the same
+# product on the same weight about twice as fast (bench/matmul.py), for weights that repay its cost
+# per call (GPT-2's, not the arith model's). It has no backward: only generate uses it.
 
 def _onednn_linear():
-    """F.linear(x, w, b) through oneDNN's fp32 kernel (an internal op, the one torch.compile's CPU
-    backend calls), or None where this torch build lacks it or cannot run it."""
+    """F.linear(x, w, b) through oneDNN's fp32 kernel (the internal op torch.compile's CPU backend
+    calls), or None where this torch build lacks it or cannot run it."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
-
-        def linear(x, w, b=None):
-            return op(x, w, b, "none", [], "")  # no fused activation
-        linear(torch.ones(1, 2), torch.ones(3, 2))
-        return linear
+        op(torch.ones(1, 2), torch.ones(3, 2), None, "none", [], "")
     except Exception:
         return None
+    return lambda x, w, b=None: op(x, w, b, "none", [], "")  # "none": no fused activation
 
 
 ONEDNN_LINEAR = _onednn_linear()
@@ -694,8 +626,8 @@ ONEDNN_MIN_WEIGHT = 2**19  # entries: below that, oneDNN's ~20 us per call costs
 
 @contextmanager
 def cpu_decoding(model):
-    """Inside this context, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more
-    compute through oneDNN when the model is fp32 on CPU; elsewhere nothing changes."""
+    """Inside, the model's nn.Linear layers of ONEDNN_MIN_WEIGHT weight entries or more compute
+    through oneDNN if the model is fp32 on CPU; elsewhere nothing changes."""
     w = model.wte.weight
     on = ONEDNN_LINEAR is not None and w.device.type == "cpu" and w.dtype == torch.float32
     big = [m for m in model.modules()
