@@ -37,6 +37,8 @@ class GPTConfig:
         if self.family not in ("gpt2", "llama"):
             raise ValueError(f"GPTConfig.family must be 'gpt2' or 'llama', not {self.family!r}")
         self.n_kv_head = self.n_kv_head or self.n_head
+        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:  # one line, not a shape error
+            raise ValueError("GPTConfig: n_embd must divide by n_head, and n_head by n_kv_head")
         self.intermediate_size = self.intermediate_size or (
             4 * self.n_embd if self.family == "gpt2" else 64 * math.ceil(8 * self.n_embd / 3 / 64))
 
@@ -199,8 +201,10 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, weights=None):
         """Logits (B, T, vocab), and with targets (B, T) the loss of next_token_loss: targets of
-        -100 are not supervised, row b is weighted by weights[b] when given. T <= block_size is
-        the caller's to keep (data.make_batch does)."""
+        -100 are not supervised, row b is weighted by weights[b] when given."""
+        if idx.size(1) > self.config.block_size:  # GPT-2 would index past wpe, Llama extrapolate
+            raise ValueError(f"sequence of {idx.size(1)} tokens is longer than block_size "
+                             f"{self.config.block_size}")
         x = self.hidden(idx, torch.arange(idx.size(1), device=idx.device)[None])
         if targets is None:
             return self.lm_head(x), None
