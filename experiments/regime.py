@@ -173,6 +173,14 @@ def tables():
     lines += ["| arm | seed | kept step | alone (95% CI) | honest self-discussion | "
               "fixed partner (the warm-up) |", "|---|---|---|---|---|---|"]
     rows = []
+    for s in SEEDS:  # where every arm started: the shipped warm-up, scored in each seed's SFT run
+        if r := record(f"regime/{s}/sft"):
+            e = {d: r["evals"][f"warmup-{d}"] for d in SHOWN}
+            lines.append(f"| warm-up | {s} | – | {pct(e['alone']['accuracy'])} "
+                         f"({pct(e['alone']['ci_low'])}–{pct(e['alone']['ci_high'])}) | "
+                         f"{pct(e['honest']['first'])} → {pct(e['honest']['accuracy'])} | "
+                         f"{pct(e['fixed']['first'])} → {pct(e['fixed']['accuracy'])} |")
+            break  # the same model and questions on every seed: one row
     for arm in ARMS:
         for s in SEEDS:
             r = record(f"regime/{s}/{arm}")
