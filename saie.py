@@ -377,7 +377,7 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     lr = args.warmup_lr if phase == "warmup" else args.lr[phase]
     opt = make_optimizer(model, args, lr, args.device)
-    # float16 gradients underflow: scale the loss up, unscale before clipping (nanoGPT does the same)
+    # float16 gradients underflow: scale the loss up, unscale before clipping (as nanoGPT does)
     scaler = torch.amp.GradScaler(args.device.split(":")[0], enabled=args.dtype == "float16")
     start = 0
     if ckpt_path.exists():
@@ -535,6 +535,20 @@ def warm_up(model, tok, task, examples, args, rank, world, curve=None):
     return model, remarks
 
 
+def split_train(train_set, args):
+    """The warm-up's questions and the main phase's. The partition does not move with --seed, so
+    a shipped warm-up fits every seed; --train-limit then draws N main questions with the seed."""
+    n_warm = int(len(train_set) * args.warmup_frac)
+    shuffled = random.Random(0).sample(train_set, len(train_set))
+    warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
+    if args.train_limit:  # few examples, many epochs: the paper's regime
+        if args.train_limit > len(main_set):
+            sys.exit(f"saie.py: error: --train-limit {args.train_limit}: the main split holds "
+                     f"{len(main_set)} questions")
+        main_set = random.Random(f"{args.seed}-subset").sample(main_set, args.train_limit)
+    return warm_set, main_set
+
+
 def main(argv=None):
     args = parse_args(argv)
     rank, world = setup_distributed(args)
@@ -549,16 +563,8 @@ def main(argv=None):
 
     task = data.get_task(args.task)
     splits = data.load_splits(task, args.data_dir)
-    train_set, eval_set = splits["train"], splits[args.eval_split][: args.eval_limit]
-    n_warm = int(len(train_set) * args.warmup_frac)
-    # The warm-up/main partition does not move with --seed, so a shipped warm-up fits every seed.
-    shuffled = random.Random(0).sample(train_set, len(train_set))
-    warm_set, main_set = shuffled[:n_warm], shuffled[n_warm:]
-    if args.train_limit:  # few examples, many epochs: the paper's regime
-        if args.train_limit > len(main_set):
-            sys.exit(f"saie.py: error: --train-limit {args.train_limit}: the main split holds "
-                     f"{len(main_set)} questions")
-        main_set = random.Random(f"{args.seed}-subset").sample(main_set, args.train_limit)
+    warm_set, main_set = split_train(splits["train"], args)
+    eval_set = splits[args.eval_split][: args.eval_limit]
 
     model = build_model(args)
     tok = data.get_tokenizer(model.tokenizer_spec)
@@ -618,7 +624,7 @@ def main(argv=None):
 
 
 def fixed_partner(args, model, warm_state, remarks):
-    """(model, tokenizer, remarks) of the fixed partner: --eval-partner, or a copy of the warm-up."""
+    """(model, tokenizer, remarks) of the fixed partner: --eval-partner, else a warm-up copy."""
     if args.eval_partner:
         try:
             return load_model(args.eval_partner, args.device)
