@@ -32,15 +32,17 @@ import data
 
 STANCES = ("support", "oppose")
 OPENER = {"support": "I agree.", "oppose": "I disagree."}
-# Prompts for instruction-following models (chat mode).
+# Prompts for instruction-following models (chat mode). The partner's shows the form of a remark:
+# of three prompts tried on arith validation with SmolLM2-135M-Instruct, the one whose remarks
+# carried their stance most often (experiments/smollm2.py).
 LEARNER_SYSTEM = "Solve the problem step by step. End with a final line '#### <answer>'."
 PARTNER_SYSTEM = {
-    "support": "You are discussing a problem with a student. Agree with the student's latest "
-               "answer and justify it step by step. Begin with 'I agree.' and end with a final "
-               "line '#### <answer>'.",
-    "oppose": "You are discussing a problem with a student. Argue against the student's latest "
-              "answer: show step by step why a different answer is right. Begin with 'I disagree.' "
-              "and end with a final line '#### <answer>'.",
+    "support": "Reply to the student's answer in this form:\nI agree. 7 + 5 = 12\n12 * 2 = 24\n"
+               "#### 24\nRedo the student's steps for this problem and keep the student's final "
+               "answer.",
+    "oppose": "Reply to the student's answer in this form:\nI disagree. 7 + 5 = 12\n12 * 2 = 24\n"
+              "#### 24\nSolve this problem yourself, step by step, and reach a final answer "
+              "different from the student's.",
 }
 # A base model that never emits its end-of-turn token would run on into the next turn: cut there.
 TURN_MARKERS = ("\nQuestion:", "\nAnswer:", "\nPartner:")

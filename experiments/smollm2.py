@@ -42,8 +42,14 @@ from arith import fill, run  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "smollm2"
 HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
-PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had
-    "paper": dict(discuss.PARTNER_SYSTEM),
+PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had before
+    "paper": {
+        "support": "You are discussing a problem with a student. Agree with the student's latest "
+                   "answer and justify it step by step. Begin with 'I agree.' and end with a final "
+                   "line '#### <answer>'.",
+        "oppose": "You are discussing a problem with a student. Argue against the student's latest "
+                  "answer: show step by step why a different answer is right. Begin with 'I "
+                  "disagree.' and end with a final line '#### <answer>'."},
     "steps": {
         "support": "You check a student's answer to a math problem. The student is right. Say "
                    "'I agree.', then redo the calculation step by step, one line per step, and "
