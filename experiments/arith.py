@@ -386,7 +386,8 @@ def tables():
                 curves[arm] = r["curve"]
     write_csv(RESULTS / "headline.csv", headline)
     write_csv(RESULTS / "paired.csv", paired)
-    known = [json.loads(p.read_text())["cpu_s"] for p in (RESULTS / "runs").glob("*.json")]
+    known = [json.loads(p.read_text())["cpu_s"] for p in (RESULTS / "runs").glob("*.json")
+             if not p.name.startswith(("regime_", "smollm2_"))]  # this study's records only
     per_step = None
     if all(record(f"cost/{a}-{n}") for a in ("sft", "saie") for n in (20, 60)):
         per_step = {a: (cpu(f"cost/{a}-60") - cpu(f"cost/{a}-20")) / 40 for a in ("sft", "saie")}
