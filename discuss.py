@@ -221,21 +221,28 @@ def learner_sequence(tok, tr, target):
     return [(s, False) for s in render(tok, tr, "learner")] + turn_segments(tok, target)
 
 
+def gold_remark(task, ex, answer, right, stance, rng):
+    """The remark of a partner that knows the gold answer: `support` restates the learner's
+    derivation, `oppose` derives another answer (the gold one when the learner was wrong, a slipped
+    one when it was right)."""
+    if stance == "support":
+        return answer
+    return task.wrong_target(ex, rng) if right else task.target(ex)
+
+
 def scripted_discussion(task, ex, rng):
     """A pre-written round, no model involved: the learner's answer is the gold one or a plausible
-    wrong one; a `support` remark restates its derivation, an `oppose` remark derives another answer
-    (the gold one when the learner was wrong, a slipped one when it was right)."""
+    wrong one, then a gold_remark with a random stance."""
     right = rng.random() < 0.5
     answer = task.target(ex) if right else task.wrong_target(ex, rng)
     stance = rng.choice(STANCES)
-    remark = (answer if stance == "support" else
-              task.wrong_target(ex, rng) if right else task.target(ex))
+    remark = gold_remark(task, ex, answer, right, stance, rng)
     return Transcript(ex.question, ex.answer, stance, ex.id, [Turn("learner", answer)]), remark
 
 
 class OraclePartner:
-    """A control, not the method: a partner that knows the gold answer and remarks as
-    scripted_discussion does, so that SAIE's learner speaks on-policy beside an oracle partner.
+    """A control, not the method: a partner that knows the gold answer and makes gold_remarks, so
+    that SAIE's learner speaks on-policy beside an oracle partner.
     Speaks like a Speaker; `examples` are the questions it may be asked."""
 
     def __init__(self, task, examples):
@@ -245,9 +252,9 @@ class OraclePartner:
         rng, texts = random.Random(seed), []
         for tr in transcripts:
             ex, turn = self.gold[tr.id], tr.turns[-1].text
-            remark = (turn if tr.stance == "support" else self.task.wrong_target(ex, rng)
-                      if self.task.is_correct(turn, ex) else self.task.target(ex))
-            texts.append(f"{OPENER[tr.stance]} {remark}")
+            right = self.task.is_correct(turn, ex)
+            texts.append(f"{OPENER[tr.stance]} "
+                         f"{gold_remark(self.task, ex, turn, right, tr.stance, rng)}")
         return texts
 
 
