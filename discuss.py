@@ -303,7 +303,7 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
 
-from model import WeightsError, load_model, method_name  # noqa: E402
+from model import load_model, method_name  # noqa: E402
 
 HELP = """Type a remark and the learner answers again. Shortcuts and commands:
   agree                    "I agree." and the learner's own derivation: a supportive remark
@@ -537,7 +537,7 @@ def main(argv=None):
         try:
             if not table.act_on(line):
                 break
-        except (data.DataError, WeightsError) as e:  # a bad :swap path ends nothing
+        except data.DataError as e:  # a bad :swap path (WeightsError is one) ends nothing
             print(f"error: {e}")
 
 

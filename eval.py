@@ -35,7 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import data
-from model import WeightsError, load_model, method_name
+from model import load_model, method_name
 from discuss import (OPENER, Speaker, Transcript, Turn, add_turns, discuss, partner_mode,
                      stance_alignment, stances_for)
 
@@ -636,7 +636,7 @@ def main(argv=None):
         # mode self: the partner is the learner's own model
         p_model, p_tok, p_remarks = (load_model(args.partner, device) if args.mode == "multi"
                                      else (model, tok, remarks))
-    except (data.DataError, WeightsError) as e:
+    except data.DataError as e:  # WeightsError is one
         raise SystemExit(f"eval.py: error: {e}") from None
     if args.mode == "multi" and partner_mode(p_tok, p_remarks, args.stance) == "reflect":
         raise SystemExit(f"eval.py: error: partner {args.partner} can neither follow instructions "

@@ -59,7 +59,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 import data
 import discuss
 import eval as evaluation
-from model import GPT, GPTConfig, WeightsError, load_checkpoint, load_model, save_checkpoint
+from model import GPT, GPTConfig, load_checkpoint, load_model, save_checkpoint
 
 SHIPPED_WARMUP = Path(__file__).resolve().parent / "assets" / "arith-warmup.pt"
 # The discussions at evaluation: name -> (who the partner is, how it takes its stance); see eval.py.
@@ -628,7 +628,7 @@ def fixed_partner(args, model, warm_state, remarks):
     if args.eval_partner:
         try:
             return load_model(args.eval_partner, args.device)
-        except (data.DataError, WeightsError) as e:
+        except data.DataError as e:  # WeightsError is one
             raise SystemExit(f"saie.py: error: --eval-partner: {e}") from None
     partner = copy.deepcopy(model)
     partner.load_state_dict(warm_state)
