@@ -12,6 +12,7 @@ Every defect in a data file is a DataError: one line naming the file, line and f
 Downloaded content is only ever parsed (json, csv), never eval'd, exec'd or unpickled.
 """
 
+import argparse
 import ast
 import base64
 import csv
@@ -77,6 +78,15 @@ def cli(main, prog=None):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def at_least(low, kind=int):
+    """An argparse type for every command: a number (an int, or `kind`) no smaller than `low`."""
+    def parse(text):
+        if (value := kind(text)) < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
 
 
 @dataclass

@@ -544,15 +544,6 @@ def write_report(results_list, path, pairs=None, curves=None):
 # Command line
 
 
-def at_least(low, kind=int):
-    """An argparse type: an int (or `kind`) no smaller than `low`."""
-    def number(text):
-        if kind(text) < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}")
-        return kind(text)
-    return number
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a model alone, in discussion, or in debate.")
     which = p.add_mutually_exclusive_group(required=True)
@@ -560,25 +551,26 @@ def parse_args(argv=None):
     which.add_argument("--model", help="a hub name or HF/Meta directory")
     which.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
                        help="a markdown table of several results.json (with --out, a report)")
+    one, nonnegative = data.at_least(1), data.at_least(0, float)
     p.add_argument("--task", choices=data.TASKS, default="gsm8k")
     p.add_argument("--mode", choices=MODES, default="single")
     p.add_argument("--partner", help="multi: the partner model (hub name, directory or .pt)")
-    p.add_argument("--rounds", type=at_least(1), help="discussion or debate rounds (default 1)")
+    p.add_argument("--rounds", type=one, help="discussion or debate rounds (default 1)")
     p.add_argument("--stance", choices=STANCE_RULES, help="honest (the partner answers alone, "
                    "then agrees or not) or told: both (50/50, the default), support, oppose")
-    p.add_argument("--partner-temperature", type=at_least(0, float),
+    p.add_argument("--partner-temperature", type=nonnegative,
                    help=f"default {HONEST_TEMPERATURE} when honest, else --temperature")
-    p.add_argument("--agents", type=at_least(2), help="debate: number of agents (default 3)")
-    p.add_argument("--temperature", type=at_least(0, float),
+    p.add_argument("--agents", type=data.at_least(2), help="debate: number of agents (default 3)")
+    p.add_argument("--temperature", type=nonnegative,
                    help="0 = greedy (default; debate: 0.7)")
-    p.add_argument("--samples", type=at_least(1), default=1,
+    p.add_argument("--samples", type=one, default=1,
                    help="single: majority vote over k samples")
-    p.add_argument("--limit", type=at_least(1), help="first N questions")
+    p.add_argument("--limit", type=one, help="first N questions")
     p.add_argument("--split", help="default: the task's last split (test, or validation)")
     p.add_argument("--data-dir")
-    p.add_argument("--max-new-tokens", type=at_least(1),
+    p.add_argument("--max-new-tokens", type=one,
                    help="longest turn (default: the task's turn_tokens, 24 on arith, else 256)")
-    p.add_argument("--batch-size", type=at_least(1), default=32,
+    p.add_argument("--batch-size", type=one, default=32,
                    help="sequences per generate call")
     p.add_argument("--out", help="output folder (default out/eval/<method>-<task>-<mode>)")
     p.add_argument("--seed", type=int, default=0)

@@ -90,22 +90,13 @@ PRESETS = {
 }
 
 
-def at_least(n):
-    """An argparse type: an integer n or more."""
-    def parse(text):
-        if (value := int(text)) < n:
-            raise argparse.ArgumentTypeError(f"must be at least {n}, not {value}")
-        return value
-    return parse
-
-
 # -----------------------------------------------------------------------------
 # Command line
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    one, zero = at_least(1), at_least(0)
+    one, zero = data.at_least(1), data.at_least(0)
     # task and models
     p.add_argument("--task", default="arith", choices=data.TASKS)
     p.add_argument("--data-dir", help="local copy of the task's files (else downloaded)")
