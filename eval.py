@@ -43,6 +43,12 @@ MODES = ("single", "self", "multi", "debate")
 STANCE_RULES = ("honest", "both", "support", "oppose")
 HONEST_TEMPERATURE = 0.7   # the honest partner samples its answer: a greedy copy would always agree
 
+
+def partner_temperature(stance, told=0.0):
+    """How a partner samples: HONEST_TEMPERATURE when honest, else `told` (a stance it is told)."""
+    return HONEST_TEMPERATURE if stance == "honest" else told
+
+
 # -----------------------------------------------------------------------------
 # Statistics: confidence interval, paired test, majority vote, ROUGE
 
@@ -596,8 +602,7 @@ def parse_args(argv=None):
     if args.temperature is None:
         args.temperature = 0.7 if args.mode == "debate" else 0.0
     if args.partner_temperature is None:
-        args.partner_temperature = (HONEST_TEMPERATURE if args.stance == "honest"
-                                    else args.temperature)
+        args.partner_temperature = partner_temperature(args.stance, args.temperature)
     if args.samples > 1 and (args.mode != "single" or args.temperature == 0):
         p.error("--samples k > 1 needs --mode single and --temperature > 0")
     args.max_new_tokens = args.max_new_tokens or data.get_task(args.task).turn_tokens

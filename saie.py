@@ -640,7 +640,7 @@ def report(args, model, tok, task, examples, trained, remarks, warm_state):
         for name in args.discussions:
             who, stance = DISCUSSIONS[name]
             m, t, r = fixed if who == "fixed" else (model, tok, remarks)
-            heat = evaluation.HONEST_TEMPERATURE if stance == "honest" else 0.0
+            heat = evaluation.partner_temperature(stance)
             runs[name] = (discuss.Speaker(m, t, args.max_turn_tokens, heat, remarks=r), stance)
         for name, (partner, stance) in runs.items():
             t0 = time.time()

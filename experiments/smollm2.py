@@ -95,7 +95,7 @@ def figures(r):
 def discussion(model, tok, task, examples, turn, stance, seconds):
     """Alone, then the model as its own partner: honest, or told its stance (prompted)."""
     learner = discuss.Speaker(model, tok, turn)
-    heat = evaluation.HONEST_TEMPERATURE if stance == "honest" else 0.0
+    heat = evaluation.partner_temperature(stance)
     t0 = time.time()
     r = evaluation.evaluate(learner, task, examples, discuss.Speaker(model, tok, turn, heat),
                             stance, seed=0, batch_size=16)
