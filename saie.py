@@ -168,7 +168,8 @@ def parse_args(argv=None):
     p.add_argument("--curve-limit", type=one, default=200, help="validation questions per point")
     p.add_argument("--select-best", action="store_true", help="keep each method's checkpoint with "
                    "the best validation accuracy alone among the --eval-every points, and evaluate "
-                   "that one (its step goes to best.json and results.json)")
+                   "that one (its step goes to best.json and results.json; ckpt.pt is written at "
+                   "every point, so a resumed run agrees with best.json)")
     # system
     p.add_argument("--out", default="out")
     p.add_argument("--seed", type=int, default=1337)
@@ -204,7 +205,7 @@ def parse_args(argv=None):
              "--warmup-steps must be at least 1 for --method warmup"),
             (args.select_best and not args.eval_every,
              "--select-best picks among the --eval-every points: give --eval-every N"),
-            ((args.train_limit or args.batch_size) < args.batch_size,
+            (args.train_limit is not None and args.train_limit < args.batch_size,
              "--train-limit must fill at least one batch (--batch-size)"),
             (not 0 < args.warmup_frac < 1, "--warmup-frac must be between 0 and 1")):
         if wrong:
@@ -441,7 +442,10 @@ def train(phase, model, make_batches, steps, tok, args, rank, world, extra, curv
                 log(rank, f"{phase} step {done:5d}/{steps} | loss {total:.4f} | "
                           f"lr {opt.param_groups[0]['lr']:.1e} | {tokens / dt:,.0f} tok/s{extras}"
                           f" | eta {eta:.0f}s")
-            if rank == 0 and (done % args.ckpt_every == 0 or done == steps or interrupted):
+            # A checkpoint at every point offered to best too: on resume, best.json never holds
+            # a step the run has not reached.
+            if rank == 0 and (done % args.ckpt_every == 0 or done == steps or interrupted
+                              or (best and point)):
                 save_checkpoint(ckpt_path, model, optimizer=opt.state_dict(), step=done,
                                 scaler=scaler.state_dict(), args=vars(args), **extra)
             if interrupted:
