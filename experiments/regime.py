@@ -173,13 +173,14 @@ def tables():
     lines += ["| arm | seed | kept step | alone (95% CI) | honest self-discussion | "
               "fixed partner (the warm-up) |", "|---|---|---|---|---|---|"]
     rows = []
+    def line(arm, seed, step, e):
+        return (f"| {arm} | {seed} | {step} | {pct(e['alone']['accuracy'])} "
+                f"({pct(e['alone']['ci_low'])}–{pct(e['alone']['ci_high'])}) | "
+                f"{pct(e['honest']['first'])} → {pct(e['honest']['accuracy'])} | "
+                f"{pct(e['fixed']['first'])} → {pct(e['fixed']['accuracy'])} |")
     for s in SEEDS:  # where every arm started: the shipped warm-up, scored in each seed's SFT run
         if r := record(f"regime/{s}/sft"):
-            e = {d: r["evals"][f"warmup-{d}"] for d in SHOWN}
-            lines.append(f"| warm-up | {s} | – | {pct(e['alone']['accuracy'])} "
-                         f"({pct(e['alone']['ci_low'])}–{pct(e['alone']['ci_high'])}) | "
-                         f"{pct(e['honest']['first'])} → {pct(e['honest']['accuracy'])} | "
-                         f"{pct(e['fixed']['first'])} → {pct(e['fixed']['accuracy'])} |")
+            lines.append(line("warm-up", s, "–", {d: r["evals"][f"warmup-{d}"] for d in SHOWN}))
             break  # the same model and questions on every seed: one row
     for arm in ARMS:
         for s in SEEDS:
@@ -195,10 +196,7 @@ def tables():
             rows.append({"arm": arm, "seed": s, "step": step, "cpu_s": r["cpu_s"],
                          **{f"{d}_{k}": v for d in SHOWN for k, v in e[d].items()
                             if k not in ("n", "right", "questions")}})
-            lines.append(f"| {arm} | {s} | {step} | {pct(e['alone']['accuracy'])} "
-                         f"({pct(e['alone']['ci_low'])}–{pct(e['alone']['ci_high'])}) | "
-                         f"{pct(e['honest']['first'])} → {pct(e['honest']['accuracy'])} | "
-                         f"{pct(e['fixed']['first'])} → {pct(e['fixed']['accuracy'])} |")
+            lines.append(line(arm, s, step, e))
     lines += ["", "A − B, accuracy in points on the same test questions: per seed (McNemar's exact "
               "p), the seed-level mean with its 95% t interval, and pooled (discordant questions "
               "of all seeds, one exact test).", "", "| A − B | discussion | per seed | "
