@@ -73,8 +73,9 @@ TEST = ["--eval-split", "test", "--eval-limit", "2000"]
 CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (validation), seed 1337 only
 
 
-def run(name, args, log, needed=False):
-    """One saie.py run in RUNS/name, resumed if it was cut off; returns its folder. A run whose record
+def run(name, args, log, needed=False, threads=1):
+    """One saie.py run in RUNS/name on `threads` threads, resumed if it was cut off; returns its
+    folder. A run whose record
     is committed is not run again unless its files are needed (a warm-up that later runs start from,
     or a run a new one is paired with that predates the records' right/wrong answers). Its CPU
     seconds (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
@@ -93,7 +94,7 @@ def run(name, args, log, needed=False):
     log(f"start {name}: {' '.join(cmd[2:])}")
     with open(out / "log.txt", "a") as f:
         child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                 env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         (out / "pid").write_text(str(child.pid))
         _, status, usage = os.wait4(child.pid, 0)
         (out / "pid").unlink()

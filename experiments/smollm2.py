@@ -14,12 +14,19 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
           answer; honest self-discussion.
   cost    seconds per optimizer step at the pretrained-arith preset (batch 16): SFT, and SAIE
           (the discussion generated, then the update); the mean of 2 steps after an untimed one.
+  preset  (--train) the pretrained-arith preset's learning rate, chosen on validation: the
+          warm-up alone (20 steps of 16 on the warm-up split, seed 1337) at each of LRS, accuracy
+          alone on 100 validation questions; the best (ties: the lower rate) is the warm-up's and
+          both methods' rate in the train stage and in saie.py's preset. Batch 16 is what 2 cores
+          train in seconds (the cost stage); turns of 64 tokens hold every gold turn of arith's
+          training split in this tokenizer (the longest is 42: digits are single tokens).
   train   (--train) SAIE against SFT from the model (saie.py --method compare, the
-          pretrained-arith preset: 20 warm-up steps on the warm-up split, then 40 steps of 16):
-          N = 2,000 training questions (the regime study's), the prompted partner the shipped model
-          (frozen), the best checkpoint on 100 validation questions every 10 steps, test (200
-          questions) once, alone, honest and with the fixed partner; seed 1337. Its record lands
-          in experiments/results/runs/ like the arith studies'.
+          pretrained-arith preset at the chosen rate: 20 warm-up steps on the warm-up split, then
+          40 steps of 16): N = 2,000 training questions (the regime study's), the prompted partner
+          the shipped model (frozen), the best checkpoint on 100 validation questions every 10
+          steps, test (200 questions) once, alone, honest and with the fixed partner; seed 1337.
+          Its record lands in experiments/results/runs/ like the arith studies'. Both stages run
+          on 2 threads, one run at a time.
 """
 
 import argparse
@@ -38,10 +45,12 @@ from model import load_model  # noqa: E402
 sys.path.insert(0, str(ROOT / "experiments"))
 import saie  # noqa: E402
 import torch  # noqa: E402
-from arith import fill, run  # noqa: E402
+from arith import alone, answers, fill, record as run_record, run  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "smollm2"
 HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DISCUSSED = ("alone", "honest", "fixed")
+LRS = ("2e-5", "1e-4", "5e-4")  # the preset stage's candidate learning rates, lowest first
 PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had before
     "paper": {
         "support": "You are discussing a problem with a student. Agree with the student's latest "
@@ -145,12 +154,30 @@ def main(argv=None):
     if not record("cost"):
         write("cost", {"threads": torch.get_num_threads(), **step_costs(args.model)})
 
-    if args.train:  # the longest stage: only when asked
+    if args.train:  # the longest stages: only when asked
+        say = lambda msg: print(msg, flush=True)
+        lr = preset(args.model, say)
         run("smollm2/compare", ["--init", str(args.model), "--partner", str(args.model),
                                 "--method", "compare", "--train-limit", "2000", "--steps", "40",
-                                "--batch-size", "16", "--eval-every", "10", "--select-best",
-                                "--curve-limit", "100", "--eval-limit", "200", "--seed", "1337"],
-            lambda msg: print(msg, flush=True))
+                                "--batch-size", "16", "--warmup-steps", "20", "--lr", lr,
+                                "--warmup-lr", lr, "--max-turn-tokens", "64", "--eval-every", "10",
+                                "--select-best", "--curve-limit", "100", "--eval-limit", "200",
+                                "--seed", "1337"], say, threads=2)
+
+
+def preset_name(lr):
+    return f"smollm2/preset_lr{lr}"
+
+
+def preset(model, log):
+    """The learning rate with the best validation accuracy alone after the warm-up (ties: the
+    lower); each candidate's warm-up is one saie.py run with its record in experiments/results/runs/."""
+    for lr in LRS:
+        run(preset_name(lr), ["--init", str(model), "--method", "warmup", "--warmup-steps", "20",
+                              "--warmup-lr", lr, "--batch-size", "16", "--max-turn-tokens", "64",
+                              "--eval-split", "validation", "--eval-limit", "100", "--discussions",
+                              "--seed", "1337"], log, threads=2)
+    return max(LRS, key=lambda lr: (alone(preset_name(lr), "warmup"), -LRS.index(lr)))
 
 
 def step_costs(init):
@@ -215,6 +242,21 @@ def tables():
                   f"turns of up to {c['max_turn_tokens']} tokens, {c['threads']} threads): SFT "
                   f"{sec['sft']:.1f} s, SAIE {sec['saie']:.1f} s (its two turns generated, then "
                   f"the update on twice the rows)."]
+    if all(run_record(preset_name(lr)) for lr in LRS):
+        lines += ["", "The preset's learning rate (the warm-up alone, 20 steps of 16; 100 validation "
+                  "questions): " + ", ".join(
+                      f"{lr} {pct(alone(preset_name(lr), 'warmup'))}%" for lr in LRS) + "."]
+    if r := run_record("smollm2/compare"):
+        e, sel = r["evals"], r["selected"]
+        rows = [["warm-up", "", *(pct(e[f"warmup-{d}"]["accuracy"]) for d in DISCUSSED)]]
+        rows += [[m.upper(), sel[m]["step"], *(pct(e[f"{m}-{d}"]["accuracy"]) for d in DISCUSSED)]
+                 for m in ("sft", "saie")]
+        pairs = [evaluation.mcnemar(answers(e[f"saie-{d}"]), answers(e[f"sft-{d}"]))
+                 for d in DISCUSSED]
+        rows.append(["SAIE - SFT (McNemar p)", "", *(f"{100 * c['diff']:+.1f} ({c['p']:.3f})"
+                                                    for c in pairs)])
+        lines += ["", evaluation.markdown(["learner (200 test questions)", "kept step",
+                                           *DISCUSSED], rows)]
     return "\n".join(lines)
 
 
