@@ -8,6 +8,9 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
   prompt  the prompted partner's system prompt, chosen on validation (64 arith questions, the
           model as it ships, forced stance 50/50): the candidate whose remarks carry their stance
           most often (support and oppose averaged). The winner becomes discuss.PARTNER_SYSTEM.
+  heat    the training partner's sampling temperature, chosen on the same 64 validation
+          questions: greedy (the prompt stage's figures) or 1.0 (saie.py's default, chosen for
+          arith's tiny partner), whichever carries its stance more often, averaged as above.
   zero    the model as it ships, on test: alone on arith and on GSM8K (200 questions each, turns
           of 64 and 256 tokens); on arith as the paper's prompted partner (its own learner, forced
           stance 50/50): the share of remarks that carry their stance and that carry the gold
@@ -76,6 +79,12 @@ PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the cod
 }
 
 
+def mean(score):
+    """A prompt's or temperature's score: the share of remarks carrying their stance, the two
+    stances averaged."""
+    return sum(score["alignment_by_stance"].values()) / 2
+
+
 def record(name):
     path = OUT / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -101,10 +110,11 @@ def figures(r):
                                            "right": [p["correct"][-1] for p in r["predictions"]]}
 
 
-def discussion(model, tok, task, examples, turn, stance, seconds):
-    """Alone, then the model as its own partner: honest, or told its stance (prompted)."""
+def discussion(model, tok, task, examples, turn, stance, seconds, told=0.0):
+    """Alone, then the model as its own partner: honest, or told its stance (prompted; sampling at
+    `told`, greedy unless given)."""
     learner = discuss.Speaker(model, tok, turn)
-    heat = evaluation.partner_temperature(stance)
+    heat = evaluation.partner_temperature(stance, told)
     t0 = time.time()
     r = evaluation.evaluate(learner, task, examples, discuss.Speaker(model, tok, turn, heat),
                             stance, seed=0, batch_size=16)
@@ -136,9 +146,15 @@ def main(argv=None):
             scores[name] = remark_figures(arith, val, r)
             print(name, scores[name], flush=True)
         discuss.PARTNER_SYSTEM.update(PROMPTS["paper"])
-        mean = lambda s: sum(s["alignment_by_stance"].values()) / 2
         write("prompt", {"scores": scores, "chosen": max(scores, key=lambda k: mean(scores[k]))})
     discuss.PARTNER_SYSTEM.update(PROMPTS[record("prompt")["chosen"]])
+
+    if not record("heat"):  # the training partner's temperature: greedy (measured above) or 1.0
+        val = arith.load("validation")[:64]
+        scores = {"0": record("prompt")["scores"][record("prompt")["chosen"]],
+                  "1.0": remark_figures(arith, val, discussion(model, tok, arith, val, 64, "both",
+                                                               [], told=1.0))}
+        write("heat", {"scores": scores, "chosen": max(scores, key=lambda k: mean(scores[k]))})
 
     if not record("zero"):
         test, seconds, out = arith.load("test")[:200], [], {}
@@ -161,6 +177,7 @@ def main(argv=None):
                                 "--method", "compare", "--train-limit", "2000", "--steps", "40",
                                 "--batch-size", "16", "--warmup-steps", "20", "--lr", lr,
                                 "--warmup-lr", lr, "--max-turn-tokens", "64", "--eval-every", "10",
+                                "--partner-temperature", record("heat")["chosen"],
                                 "--select-best", "--curve-limit", "100", "--eval-limit", "200",
                                 "--seed", "1337"], say, threads=2)
 
@@ -222,6 +239,10 @@ def tables():
                       [[k, pct(s["alignment_by_stance"].get("support")),
                         pct(s["alignment_by_stance"].get("oppose")), pct(s["carry_gold"]),
                         "yes" if k == pr["chosen"] else ""] for k, s in pr["scores"].items()])]
+    if h := record("heat"):
+        lines += ["", "The training partner's temperature, on the same questions: " + ", ".join(
+            f"{'greedy' if k == '0' else k} {pct(mean(v))}% of remarks carry their stance"
+            for k, v in h["scores"].items()) + f"; chosen: {h['chosen']}."]
     if z := record("zero"):
         a, h, g = z["arith-both"], z["arith-honest"], z["gsm8k-alone"]
         s = a["alignment_by_stance"]
