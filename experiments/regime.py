@@ -49,6 +49,9 @@ ARMS = {"sft": ["--method", "sft", "--lr", "5e-4"],
         "saie-oppose": ["--method", "saie", "--stance", "oppose", "--lr", "1e-3",
                         "--plain-weight", "3"]}
 METHOD = {arm: arm.split("-")[0] for arm in ARMS}
+NAMES = {"sft": "SFT", "saie": "SAIE", "oracle": "own turn + gold remark",
+         "scripted": "gold-scripted discussions", "saie-support": "SAIE, support only",
+         "saie-oppose": "SAIE, oppose only"}
 COMMON = ["--steps", str(STEPS), "--batch-size", "64", "--max-turn-tokens", "24",
           "--eval-every", str(EVERY), "--ckpt-every", str(EVERY), "--curve-limit", "500",
           "--select-best", "--discussions", "honest", "fixed"]
@@ -233,7 +236,33 @@ def tables():
             f"{k.split('_')[0]} alone": [(q["step"], q[k]) for q in pilot["points"]]
             for k in ("train_alone", "val_alone")}) + "\n")
     fill(ROOT / "docs" / "results.md", "regime", text)
+    fill(ROOT / "README.md", "regime", front_table())
     print(text)
+
+
+def front_table():
+    """The README's table: each arm's test accuracy, the mean of its seeds, alone and after the two
+    discussions; its difference from SFT alone and from SAIE, seed-level (mean, 95% t interval)."""
+    def diff(a, b):
+        ps = paired_seeds(a, b)
+        if a == b or len(ps) < 2:
+            return "–"
+        mean, (lo, hi) = t_interval([100 * p["diff"] for p in ps.values()])
+        return f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    rows = []
+    if warm := record("regime/1337/sft"):  # the shipped warm-up, the same on every seed
+        rows.append(["warm-up", *(f"{100 * warm['evals'][f'warmup-{d}']['accuracy']:.1f}"
+                                  for d in SHOWN), "–", "–"])
+    for arm in ARMS:
+        rs = [r for r in (record(f"regime/{s}/{arm}") for s in SEEDS) if r]
+        if rs:
+            acc = lambda d: sum(r["evals"][f"{METHOD[arm]}-{d}"]["accuracy"] for r in rs) / len(rs)
+            rows.append([NAMES[arm] + ("" if len(rs) == len(SEEDS) else f" ({len(rs)} seeds)"),
+                         *(f"{100 * acc(d):.1f}" for d in SHOWN), diff(arm, "sft"),
+                         diff(arm, "saie")])
+    return evaluation.markdown(["model", "alone", "after honest self-discussion",
+                                "after the fixed partner", "alone − SFT [95%]",
+                                "alone − SAIE [95%]"], rows) + "\n"
 
 
 if __name__ == "__main__":
