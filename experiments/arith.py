@@ -402,7 +402,6 @@ def tables():
             {f"{arm} alone": pts for arm, pts in curves.items()}) + "\n")
     (RESULTS / "summary.md").write_text(summary(headline, paired, missing))
     fill(ROOT / "docs" / "results.md", "headline", (RESULTS / "summary.md").read_text())
-    fill(ROOT / "README.md", "headline", front_table(headline, paired))
     print((RESULTS / "summary.md").read_text())
 
 
@@ -449,32 +448,6 @@ def pooled(ps):
     McNemar's exact p on their discordant questions added up."""
     a, b = sum(p["only_a"] for p in ps), sum(p["only_b"] for p in ps)
     return 100 * (a - b) / sum(p["n"] for p in ps), evaluation.mcnemar([1] * a + [0] * b, [0] * a + [1] * b)["p"]
-
-
-def front_table(headline, paired):
-    """The README's table: each arm's mean over its seeds; its paired difference from SFT alone, and from
-    SAIE after the honest discussion, each pooled (McNemar's p) and seed-level (mean, 95% t interval)."""
-    pct = lambda x: f"{100 * x:.1f}"
-
-    def diff(a, b, d, sign=1):
-        ps = [p for p in paired if p["a"] == a and p["b"] == b and p["discussion"] == d and p["seed"] in CURRENT]
-        if not ps:
-            return "– | –"
-        x, p = pooled(ps)
-        return f"{sign * x:+.1f} ({evaluation.p_value(p)}) | {interval(headline, ps, sign)}"
-
-    lines = ["| model | seeds | alone | after honest self-discussion | after the fixed partner "
-             "| alone − SFT, pooled (p) | alone − SFT, seed-level [95%] "
-             "| honest − SAIE, pooled (p) | honest − SAIE, seed-level [95%] |", "|---" * 9 + "|"]
-    for arm in ARMS:
-        rows = [r for r in headline if r["arm"] == arm and r["seed"] in CURRENT]
-        if not rows:
-            continue
-        mean = lambda k: pct(sum(r[k] for r in rows) / len(rows))
-        vs_saie = diff("saie", "sft", "honest", -1) if arm == "sft" else diff(arm, "saie", "honest")
-        lines.append(f"| {NAMES[arm]} | {len(rows)} | {mean('alone_accuracy')} | {mean('honest_accuracy')} | "
-                     f"{mean('fixed_accuracy')} | {diff(arm, 'sft', 'alone')} | {vs_saie} |")
-    return "\n".join(lines) + "\n"
 
 
 def summary(headline, paired, missing):

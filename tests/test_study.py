@@ -24,7 +24,6 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
     (root / "docs").mkdir(parents=True)
     page = "intro\n<!-- study:headline -->\nold\n<!-- /study:headline -->\nafter\n"
     (root / "docs" / "results.md").write_text(page)
-    (root / "README.md").write_text(page)
     monkeypatch.setattr(arith, "RUNS", runs)
     monkeypatch.setattr(arith, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(arith, "ROOT", root)
@@ -51,12 +50,6 @@ def test_tables_pair_each_arm_with_its_seeds_sft_and_fill_the_pages(tmp_path, mo
     row = dict(zip(paired[0].split(","), paired[1].split(",")))
     assert (row["seed"], row["a"], row["b"], row["only_a"], row["only_b"], row["diff"]) == \
         ("1337", "saie", "sft", "2", "1", "0.1000")
-    readme = (root / "README.md").read_text()
-    assert readme.startswith("intro\n<!-- study:headline -->\n| model |") and readme.endswith(
-        "<!-- /study:headline -->\nafter\n") and "old" not in readme
-    # Pooled over the two seeds: 2 questions only SAIE got right, 1 only SFT, of 20: +5.0 points.
-    assert "| SAIE | 2 | 55.0 | 55.0 | 55.0 | +5.0 (1.000) |" in readme
-    assert "| SFT | 2 | 50.0 |" in readme and "| warm-up | 2 | 0.0 |" in readme
     results = (root / "docs" / "results.md").read_text()
     assert "1337: +10.0 (p 1.000), 1: +0.0 (p 1.000); pooled +5.0 (p 1.000)" in results
     assert "Not finished yet: " in results
