@@ -26,10 +26,13 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
   train   (--train) SAIE against SFT from the model (saie.py --method compare, the
           pretrained-arith preset at the chosen rate: 20 warm-up steps on the warm-up split, then
           40 steps of 16): N = 2,000 training questions (the regime study's), the prompted partner
-          the shipped model (frozen), the best checkpoint on 100 validation questions every 10
-          steps, test (200 questions) once, alone, honest and with the fixed partner; seed 1337.
-          Its record lands in experiments/results/runs/ like the arith studies'. Both stages run
-          on 2 threads, one run at a time.
+          the shipped model (frozen, greedy or not as the heat stage chose), the best checkpoint on
+          100 validation questions every 20 steps (a point: three turns on 100 validation questions
+          and one on 100 training questions), test (200 questions) once, alone, honest and with the
+          fixed partner; seed 1337. At 40 steps of 16 the run sees 640 of the 2,000 questions, a
+          third of an epoch: what 2 cores give in about an hour (the cost stage); the GPU script
+          runs epochs. Its record lands in experiments/results/runs/ like the arith studies'. Both
+          stages run on 2 threads, one run at a time.
 """
 
 import argparse
@@ -176,7 +179,7 @@ def main(argv=None):
         run("smollm2/compare", ["--init", str(args.model), "--partner", str(args.model),
                                 "--method", "compare", "--train-limit", "2000", "--steps", "40",
                                 "--batch-size", "16", "--warmup-steps", "20", "--lr", lr,
-                                "--warmup-lr", lr, "--max-turn-tokens", "64", "--eval-every", "10",
+                                "--warmup-lr", lr, "--max-turn-tokens", "64", "--eval-every", "20",
                                 "--partner-temperature", record("heat")["chosen"],
                                 "--select-best", "--curve-limit", "100", "--eval-limit", "200",
                                 "--seed", "1337"], say, threads=2)
