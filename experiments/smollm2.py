@@ -243,9 +243,11 @@ def tables():
                         pct(s["alignment_by_stance"].get("oppose")), pct(s["carry_gold"]),
                         "yes" if k == pr["chosen"] else ""] for k, s in pr["scores"].items()])]
     if h := record("heat"):
-        lines += ["", "The training partner's temperature, on the same questions: " + ", ".join(
-            f"{'greedy' if k == '0' else k} {pct(mean(v))}% of remarks carry their stance"
-            for k, v in h["scores"].items()) + f"; chosen: {h['chosen']}."]
+        name = lambda k: "greedy" if k == "0" else f"temperature {k}"
+        lines += ["", "The training partner's sampling, on the same questions (remarks carrying "
+                  "their stance, the two stances averaged): " + ", ".join(
+                      f"{name(k)} {pct(mean(v))}%" for k, v in h["scores"].items())
+                  + f"; chosen: {name(h['chosen'])}."]
     if z := record("zero"):
         a, h, g = z["arith-both"], z["arith-honest"], z["gsm8k-alone"]
         s = a["alignment_by_stance"]
