@@ -29,8 +29,8 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
           the shipped model (frozen, greedy or not as the heat stage chose), the best checkpoint on
           100 validation questions every 20 steps (a point: three turns on 100 validation questions
           and one on 100 training questions), test (200 questions) once, alone, honest and with the
-          fixed partner; seed 1337. At 40 steps of 16 the run sees 640 of the 2,000 questions, a
-          third of an epoch: what 2 cores give in about an hour (the cost stage); the GPU script
+          fixed partner; seeds 1337 and 1. At 40 steps of 16 a run sees 640 of the 2,000 questions, a
+          third of an epoch: what 2 cores give in under an hour (the cost stage); the GPU script
           runs epochs. Its record lands in experiments/results/runs/ like the arith studies'. Both
           stages run on 2 threads, one run at a time.
 """
@@ -51,11 +51,12 @@ from model import load_model  # noqa: E402
 sys.path.insert(0, str(ROOT / "experiments"))
 import saie  # noqa: E402
 import torch  # noqa: E402
-from arith import alone, answers, fill, record as run_record, run  # noqa: E402
+from arith import alone, answers, fill, pooled, record as run_record, run  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "smollm2"
 HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DISCUSSED = ("alone", "honest", "fixed")
+SEEDS = (1337, 1)  # the train stage's: the second added when the first's cost was known
 LRS = ("2e-5", "1e-4", "5e-4")  # the preset stage's candidate learning rates, lowest first
 PROMPTS = {  # candidates for discuss.PARTNER_SYSTEM; "paper" is the one the code had before
     "paper": {
@@ -176,13 +177,14 @@ def main(argv=None):
     if args.train:  # the longest stages: only when asked
         say = lambda msg: print(msg, flush=True)
         lr = preset(args.model, say)
-        run("smollm2/compare", ["--init", str(args.model), "--partner", str(args.model),
-                                "--method", "compare", "--train-limit", "2000", "--steps", "40",
-                                "--batch-size", "16", "--warmup-steps", "20", "--lr", lr,
-                                "--warmup-lr", lr, "--max-turn-tokens", "64", "--eval-every", "20",
-                                "--partner-temperature", record("heat")["chosen"],
-                                "--select-best", "--curve-limit", "100", "--eval-limit", "200",
-                                "--seed", "1337"], say, threads=2)
+        for seed in SEEDS:
+            run(f"smollm2/{seed}/compare", [
+                "--init", str(args.model), "--partner", str(args.model), "--method", "compare",
+                "--train-limit", "2000", "--steps", "40", "--batch-size", "16",
+                "--warmup-steps", "20", "--lr", lr, "--warmup-lr", lr, "--max-turn-tokens", "64",
+                "--eval-every", "20", "--partner-temperature", record("heat")["chosen"],
+                "--select-best", "--curve-limit", "100", "--eval-limit", "200",
+                "--seed", str(seed)], say, threads=2)
 
 
 def preset_name(lr):
@@ -272,17 +274,27 @@ def tables():
         lines += ["", "The preset's learning rate (the warm-up alone, 20 steps of 16; 100 validation "
                   "questions): " + ", ".join(
                       f"{lr} {pct(alone(preset_name(lr), 'warmup'))}%" for lr in LRS) + "."]
-    if r := run_record("smollm2/compare"):
+    rows, pairs = [], []
+    for seed in SEEDS:
+        if not (r := run_record(f"smollm2/{seed}/compare")):
+            continue
         e, sel = r["evals"], r["selected"]
-        rows = [["warm-up", "", *(pct(e[f"warmup-{d}"]["accuracy"]) for d in DISCUSSED)]]
-        rows += [[m.upper(), sel[m]["step"], *(pct(e[f"{m}-{d}"]["accuracy"]) for d in DISCUSSED)]
+        cell = lambda m, d: pct(e[f"{m}-{d}"]["accuracy"])
+        rows += [["warm-up", seed, "", *(cell("warmup", d) for d in DISCUSSED)]]
+        rows += [[m.upper(), seed, sel[m]["step"], *(cell(m, d) for d in DISCUSSED)]
                  for m in ("sft", "saie")]
-        pairs = [evaluation.mcnemar(answers(e[f"saie-{d}"]), answers(e[f"sft-{d}"]))
-                 for d in DISCUSSED]
-        rows.append(["SAIE - SFT (McNemar p)", "", *(f"{100 * c['diff']:+.1f} ({c['p']:.3f})"
-                                                    for c in pairs)])
-        lines += ["", evaluation.markdown(["learner (200 test questions)", "kept step",
-                                           *DISCUSSED], rows)]
+        pairs.append([evaluation.mcnemar(answers(e[f"saie-{d}"]), answers(e[f"sft-{d}"]))
+                      for d in DISCUSSED])
+        rows.append(["SAIE − SFT, points (McNemar p)", seed, "", *(
+            f"{100 * c['diff']:+.1f} ({evaluation.p_value(c['p'])})" for c in pairs[-1])])
+    if len(pairs) > 1:  # pooled: the seeds' discordant questions added up, one exact test
+        rows.append(["SAIE − SFT, pooled", "all", "", *(
+            "{:+.1f} ({})".format(x, evaluation.p_value(p)) for x, p in (
+                pooled([seed_pairs[i] for seed_pairs in pairs]) for i in range(len(DISCUSSED))))])
+    if rows:
+        lines += ["", f"SAIE against SFT from the model ({len(pairs)} seed(s); 200 test questions, "
+                  "greedy; the kept step of 40 by 100 validation questions):", "",
+                  evaluation.markdown(["learner", "seed", "kept step", *DISCUSSED], rows)]
     return "\n".join(lines)
 
 
