@@ -73,20 +73,22 @@ DISCUSSIONS = {
 # (from scratch or the shipped warm-up), each method with the learning rate (and SAIE the
 # plain-pair weight) the study chose on validation (experiments/arith.py); 100 steps, not the
 # study's 300, keep `python saie.py` within 3 minutes on 2 CPU cores; one of our checkpoints
-# (.pt) counts as arith's tiny model. pretrained-arith: a pretrained model (SmolLM2-135M-Instruct)
-# on arith, a first guess not yet tuned on validation (the pretrained rate; 16 questions a step,
-# what a 2-core CPU trains in seconds; turns of 64, as its tokenizer spells digits one by one).
-# pretrained: GSM8K and the other tasks on one GPU.
+# (.pt) counts as arith's tiny model. pretrained-arith: a pretrained model on arith, chosen with
+# SmolLM2-135M-Instruct on validation (experiments/smollm2.py): the rate of 2e-5, 1e-4, 5e-4 whose
+# warm-up scored best alone, the partner greedy (it carried its stance more often than at 1.0);
+# 16 questions a step, what a 2-core CPU trains in seconds; turns of 64, which hold every gold turn
+# (the longest is 42 tokens: its tokenizer spells digits one by one). pretrained: GSM8K and the
+# other tasks on one GPU, the usual fine-tuning rate, not tuned here.
 PRESETS = {
-    "scratch": dict(batch_size=64, warmup_lr=3e-3, plain_weight=3.0, warmup_steps=1000,
-                    steps=100, block_size=256, eval_limit=300, log_every=25,
+    "scratch": dict(batch_size=64, warmup_lr=3e-3, plain_weight=3.0, warmup_steps=1000, steps=100,
+                    block_size=256, eval_limit=300, log_every=25, partner_temperature=1.0,
                     lr=dict(sft=5e-4, saie=1e-3, scripted=1e-3, oracle=1e-3)),
-    "pretrained-arith": dict(batch_size=16, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
+    "pretrained-arith": dict(batch_size=16, warmup_lr=1e-4, lr=1e-4, plain_weight=1.0,
                              warmup_steps=20, steps=40, max_turn_tokens=64, eval_limit=200,
-                             log_every=5),
+                             log_every=5, partner_temperature=0.0),
     "pretrained": dict(batch_size=8, warmup_lr=2e-5, lr=2e-5, plain_weight=1.0,
                        warmup_steps=500, steps=1000, block_size=1024, eval_limit=500,
-                       log_every=10),
+                       log_every=10, partner_temperature=1.0),
 }
 
 
@@ -120,8 +122,10 @@ def parse_args(argv=None):
                    help="the partner's stance per question (default both: 50/50 with the seed)")
     p.add_argument("--rounds", type=one, help="discussion rounds per question (default 1)")
     p.add_argument("--temperature", type=float, default=0.7, help="learner sampling in discussions")
-    p.add_argument("--partner-temperature", type=float, default=1.0, help="partner sampling in "
-                   "discussions: a greedy partner's 'oppose' remarks mostly restate a right answer")
+    p.add_argument("--partner-temperature", type=float, help="partner sampling in discussions "
+                   "(default: the preset's: 1.0 for arith's tiny partner, whose greedy 'oppose' "
+                   "remarks mostly restate a right answer; 0, greedy, for a pretrained model on "
+                   "arith, SmolLM2's choice on validation)")
     p.add_argument("--plain-weight", type=float, help="loss weight of the plain question -> gold "
                    "pairs in a SAIE batch (arith: 3)")
     p.add_argument("--max-turn-tokens", type=one, help="longest turn in a discussion (default: "

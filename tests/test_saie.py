@@ -59,6 +59,10 @@ def test_each_method_gets_the_learning_rate_the_study_chose_unless_lr_is_given()
     assert set(saie.parse_args(["--lr", "2e-3"]).lr.values()) == {2e-3}
     a = saie.parse_args(["--task", "gsm8k"])  # pretrained models keep one rate and weight 1
     assert set(a.lr.values()) == {2e-5} and a.plain_weight == 1.0
+    a = saie.parse_args(["--init", "HuggingFaceTB/SmolLM2-135M-Instruct"])  # pretrained, on arith
+    assert set(a.lr.values()) == {1e-4} and (a.partner_temperature, a.max_turn_tokens) == (0.0, 64)
+    assert saie.parse_args([]).partner_temperature == 1.0  # arith's tiny partner samples
+    assert saie.parse_args(["--partner-temperature", "0.5"]).partner_temperature == 0.5
 
 
 def test_no_eval_warmup_evaluates_the_method_alone_with_the_warmup_as_fixed_partner(tmp_path):
