@@ -3,7 +3,7 @@ How often the partner's remarks carry their stance, by the partner's sampling te
 
 A greedy partner told to oppose a *right* answer tends to restate the right derivation: its
 slips are spread over many wrong values, so none of them wins the argmax. Sampling lets
-them through. This is why saie.py samples remarks at --partner-temperature 1.0. Measured on
+them through. This is why saie.py samples arith's remarks at --partner-temperature 1.0. Measured on
 validation questions: a setting is chosen there, never on test.
 
     python bench/partner_temperature.py                                  # the shipped arith warm-up
