@@ -280,20 +280,21 @@ def tables():
             continue
         e, sel = r["evals"], r["selected"]
         cell = lambda m, d: pct(e[f"{m}-{d}"]["accuracy"])
-        rows += [["warm-up", seed, "", *(cell("warmup", d) for d in DISCUSSED)]]
-        rows += [[m.upper(), seed, sel[m]["step"], *(cell(m, d) for d in DISCUSSED)]
+        rows += [["warm-up", str(seed), "", *(cell("warmup", d) for d in DISCUSSED)]]
+        rows += [[m.upper(), str(seed), str(sel[m]["step"]), *(cell(m, d) for d in DISCUSSED)]
                  for m in ("sft", "saie")]
         pairs.append([evaluation.mcnemar(answers(e[f"saie-{d}"]), answers(e[f"sft-{d}"]))
                       for d in DISCUSSED])
-        rows.append(["SAIE − SFT, points (McNemar p)", seed, "", *(
+        rows.append(["SAIE − SFT, points (McNemar p)", str(seed), "", *(
             f"{100 * c['diff']:+.1f} ({evaluation.p_value(c['p'])})" for c in pairs[-1])])
     if len(pairs) > 1:  # pooled: the seeds' discordant questions added up, one exact test
         rows.append(["SAIE − SFT, pooled", "all", "", *(
             "{:+.1f} ({})".format(x, evaluation.p_value(p)) for x, p in (
                 pooled([seed_pairs[i] for seed_pairs in pairs]) for i in range(len(DISCUSSED))))])
     if rows:
-        lines += ["", f"SAIE against SFT from the model ({len(pairs)} seed(s); 200 test questions, "
-                  "greedy; the kept step of 40 by 100 validation questions):", "",
+        lines += ["", f"SAIE against SFT from the model, test accuracy in % ({len(pairs)} of "
+                  f"{len(SEEDS)} seeds; 200 questions, greedy; each method's kept step of 40 by 100 "
+                  "validation questions; the warm-up is where both started):", "",
                   evaluation.markdown(["learner", "seed", "kept step", *DISCUSSED], rows)]
     return "\n".join(lines)
 
