@@ -75,9 +75,9 @@ CURVES = ["--eval-every", "50", "--curve-limit", "200"]  # learning curves (vali
 
 def run(name, args, log, needed=False, threads=1):
     """One saie.py run in RUNS/name on `threads` threads, resumed if it was cut off; returns its
-    folder. A run whose record
-    is committed is not run again unless its files are needed (a warm-up that later runs start from,
-    or a run a new one is paired with that predates the records' right/wrong answers). Its CPU
+    folder. A run whose record is committed is not run again unless its files are needed (a warm-up
+    that later runs start from, or a run a new one is paired with that predates the records'
+    right/wrong answers). Its CPU
     seconds (os.wait4: this child alone, whatever runs beside it) go to cpu.json."""
     out = RUNS / name
     while (pid := out / "pid").exists() and Path(f"/proc/{pid.read_text()}").exists():

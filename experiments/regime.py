@@ -244,8 +244,8 @@ def front_table():
     """The README's table: each arm's test accuracy, the mean of its seeds, alone and after the two
     discussions; its difference from SFT alone and from SAIE, seed-level (mean, 95% t interval)."""
     def diff(a, b):
-        ps = paired_seeds(a, b)
-        if a == b or len(ps) < 2:
+        ps = {} if a == b else paired_seeds(a, b)
+        if len(ps) < 2:
             return "–"
         mean, (lo, hi) = t_interval([100 * p["diff"] for p in ps.values()])
         return f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]"

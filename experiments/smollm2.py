@@ -9,7 +9,7 @@ Stages (declared before any test run; records in experiments/results/smollm2/, o
           model as it ships, forced stance 50/50): the candidate whose remarks carry their stance
           most often (support and oppose averaged). The winner becomes discuss.PARTNER_SYSTEM.
   heat    the training partner's sampling temperature, chosen on the same 64 validation
-          questions: greedy (the prompt stage's figures) or 1.0 (saie.py's default, chosen for
+          questions: greedy (the prompt stage's figures) or 1.0 (the temperature chosen for
           arith's tiny partner), whichever carries its stance more often, averaged as above.
   zero    the model as it ships, on test: alone on arith and on GSM8K (200 questions each, turns
           of 64 and 256 tokens); on arith as the paper's prompted partner (its own learner, forced
@@ -289,7 +289,7 @@ def tables():
             f"{100 * c['diff']:+.1f} ({evaluation.p_value(c['p'])})" for c in pairs[-1])])
     if len(pairs) > 1:  # pooled: the seeds' discordant questions added up, one exact test
         rows.append(["SAIE − SFT, pooled", "all", "", *(
-            "{:+.1f} ({})".format(x, evaluation.p_value(p)) for x, p in (
+            f"{x:+.1f} ({evaluation.p_value(p)})" for x, p in (
                 pooled([seed_pairs[i] for seed_pairs in pairs]) for i in range(len(DISCUSSED))))])
     if rows:
         lines += ["", f"SAIE against SFT from the model, test accuracy in % ({len(pairs)} of "
